@@ -1,0 +1,1 @@
+"""csi: cover song identification toolkit."""

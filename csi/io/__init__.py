@@ -1,0 +1,1 @@
+"""Input/output: JSONL manifests and audio decoding."""

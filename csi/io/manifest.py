@@ -1,0 +1,147 @@
+"""JSONL manifests, the CoverHunter ``dataset.txt`` format.
+
+One recording per line::
+
+    {"utt": "...", "wav": "path", "dur_s": 316.7, "song": "<work>", "version": "<performance>"}
+
+Later stages add ``song_id``, ``version_id``, ``feat`` and ``feat_len``; keys this module
+does not know are kept as they are, in their order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+Record = dict
+
+REQUIRED_KEYS = ("utt", "wav", "song")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and line."""
+
+
+def read_manifest(path: str | os.PathLike, required: Sequence[str] = REQUIRED_KEYS) -> list[Record]:
+    """Read a JSONL manifest; blank lines are ignored.
+
+    Raises ManifestError naming ``path:line`` for a malformed line, a line without a
+    required key, or an ``utt`` seen before.
+    """
+    records: list[Record] = []
+    first_line_of: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line, object_pairs_hook=OrderedDict)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(rec, dict):
+                raise ManifestError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            missing = [k for k in required if k not in rec]
+            if missing:
+                raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
+            utt = rec.get("utt")
+            if utt is not None:
+                if utt in first_line_of:
+                    raise ManifestError(
+                        f"{where}: duplicate utt {utt!r} (first seen on line {first_line_of[utt]})")
+                first_line_of[utt] = lineno
+            records.append(dict(rec))
+    return records
+
+
+def check_unique_utts(records: Iterable[Record], what: str = "manifest") -> None:
+    """Raise ManifestError if two records share an ``utt``."""
+    seen: set[str] = set()
+    for rec in records:
+        if rec["utt"] in seen:
+            raise ManifestError(f"{what}: duplicate utt {rec['utt']!r}")
+        seen.add(rec["utt"])
+
+
+def write_manifest(path: str | os.PathLike, records: Iterable[Record]) -> None:
+    """Write records as JSON lines, atomically (temporary file in the same directory, then rename).
+
+    Duplicate ``utt`` values are an error and leave any existing file untouched.
+    """
+    records = list(records)
+    check_unique_utts(records, what=str(path))
+    lines = "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
+    atomic_write_text(path, lines)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary name and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def works_of(records: Iterable[Record]) -> dict[str, list[Record]]:
+    """Group records by work (``song``), keeping first-seen order."""
+    groups: dict[str, list[Record]] = {}
+    for rec in records:
+        groups.setdefault(rec["song"], []).append(rec)
+    return groups
+
+
+def split_by_work(records: Sequence[Record], fractions: dict[str, float],
+                  seed: int = 0) -> dict[str, list[Record]]:
+    """Split records into named subsets so that no work is in two of them.
+
+    ``fractions`` maps subset name to its share of the works (normalised to 1); works are
+    shuffled with ``seed`` after sorting by name, so the split depends only on the set of
+    works and the seed. Each subset keeps the input order of its records.
+    """
+    if not fractions or any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
+        raise ValueError(f"bad split fractions {fractions}")
+    works = sorted(works_of(records))
+    random.Random(seed).shuffle(works)
+    total = sum(fractions.values())
+    names = list(fractions)
+    assignment: dict[str, str] = {}
+    start, acc = 0, 0.0
+    for i, name in enumerate(names):
+        acc += fractions[name] / total
+        end = len(works) if i == len(names) - 1 else round(acc * len(works))
+        for work in works[start:end]:
+            assignment[work] = name
+        start = end
+    out: dict[str, list[Record]] = {name: [] for name in names}
+    for rec in records:
+        out[assignment[rec["song"]]].append(rec)
+    return out
+
+
+def query_ref_split(records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+    """Queries and references for a work-level protocol: the first version of each work
+    (in ``version`` order) queries the other versions. Works with a single version are
+    references only (distractors)."""
+    queries: list[Record] = []
+    refs: list[Record] = []
+    for versions in works_of(records).values():
+        ordered = sorted(versions, key=lambda r: str(r.get("version", r["utt"])))
+        if len(ordered) >= 2:
+            queries.append(ordered[0])
+            refs.extend(ordered[1:])
+        else:
+            refs.extend(ordered)
+    return queries, refs

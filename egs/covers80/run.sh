@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# covers80 recipe (Ellis 2007: 80 works, 164 recordings, 32 kHz mp3).
+#   bash egs/covers80/run.sh                      # download, then every stage
+#   bash egs/covers80/run.sh --covers80_dir DIR   # use an unpacked copy (covers32k/ or its parent)
+#   bash egs/covers80/run.sh --stage 1 --stop_stage 1 --covers80_dir DIR
+recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$recipe/../../utils/lib.sh"
+
+stage=0
+stop_stage=6
+covers80_dir=""   # an existing copy; empty: download into $download_dir
+covers80_url=http://labrosa.ee.columbia.edu/projects/coversongs/covers80/covers80.tgz
+download_dir=$recipe/downloads
+data=$recipe/data/covers80
+nj=2
+
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--nj N] [--config FILE]"
+. "$CSI_ROOT/utils/parse_options.sh"
+
+[ -n "$covers80_dir" ] || covers80_dir=$download_dir/covers80
+csi_activate
+
+if stage_begin 0 "download covers80"; then
+  if [ -d "$covers80_dir" ]; then
+    log "using the covers80 copy at $covers80_dir"
+  elif [ "$covers80_dir" != "$download_dir/covers80" ]; then
+    die "covers80 directory $covers80_dir does not exist (expected covers32k/<work>/<performance>.mp3 under it; the collection is $covers80_url)"
+  else
+    run_tool download "$covers80_url" "$download_dir/covers80.tgz" --extract_to "$covers80_dir" \
+      || die "could not get $covers80_url into $covers80_dir; fetch and unpack it by hand, then pass --covers80_dir <dir holding covers32k/>"
+  fi
+  stage_end
+fi
+
+if stage_begin 1 "JSONL manifest"; then
+  [ -d "$covers80_dir" ] || die "covers80 directory $covers80_dir does not exist (run stage 0, or pass --covers80_dir; the collection is $covers80_url)"
+  signature="$(cd "$covers80_dir" && pwd) $(find "$covers80_dir" -type f | wc -l)"
+  if ! already_done "$data/.stage1.done" "$signature"; then
+    python3 "$recipe/local/prepare_covers80.py" "$covers80_dir" "$data"
+    mark_done "$data/.stage1.done" "$signature"
+  fi
+  stage_end
+fi
+
+stage_not_built 2 "CQT features with augmentation"
+stage_not_built 3 "coarse training"
+stage_not_built 4 "chunk alignment"
+stage_not_built 5 "fine training"
+stage_not_built 6 "test-set evaluation"
+log "done"

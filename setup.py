@@ -1,0 +1,34 @@
+"""csi: a recipe toolkit for cover song identification."""
+from setuptools import find_packages, setup
+
+setup(
+    name="csi",
+    version="0.1.0",
+    description="Cover song identification toolkit (CoverHunter-compatible recipes)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["csi", "csi.*", "tools", "tools.*"]),
+    # torch is pinned by utils/install.sh (torch==2.13.0, a CPU wheel here); a loose
+    # range is enough for pip to keep an installed torch instead of pulling a CUDA build.
+    install_requires=[
+        "torch>=2.0",
+        "nnAudio>=0.3",
+        "numpy",
+        "scipy",
+        "pyyaml",
+        "soundfile>=0.12",
+        "soxr",
+        "tensorboard",
+        "faiss-cpu",
+        "tqdm",
+    ],
+    extras_require={
+        "dev": ["pytest", "pytest-timeout"],
+        # offline demo corpus: scores from music21, MIDI rendered with pretty_midi's
+        # bundled General MIDI soundfont through tinysoundfont. tinysoundfont itself is
+        # installed by utils/install.sh with --no-deps: it declares pyaudio (live
+        # playback only), which needs PortAudio headers to build.
+        "demo": ["music21", "pretty_midi"],
+    },
+)

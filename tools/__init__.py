@@ -1,0 +1,1 @@
+"""Command-line entry points: python3 -m tools.<name>."""

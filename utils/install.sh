@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install the csi toolkit into a virtualenv, idempotently.
+#
+#   bash utils/install.sh            # uses $VIRTUAL_ENV if one is active, else ./.venv
+#
+# torch is installed only when missing and pinned to torch==2.13.0: on the project's
+# machines that resolves to a local CPU wheel, while an unpinned requirement would pull a
+# multi-GB CUDA build. A second run is a stamp check (well under 10 s).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+torch_pin=${CSI_TORCH_PIN:-torch==2.13.0}
+
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  venv=$VIRTUAL_ENV
+else
+  venv=$root/.venv
+  if [ ! -x "$venv/bin/python3" ]; then
+    echo "[install] creating virtualenv $venv"
+    python3 -m venv "$venv"
+  fi
+fi
+py=$venv/bin/python3
+
+# The stamp records what was installed; a matching stamp means nothing to do.
+stamp=$venv/.csi_install_stamp
+want=$(cat "$root/setup.py" <(echo "$root" "$torch_pin") | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$py" -c "import torch, csi" 2>/dev/null; then
+  echo "[install] up to date ($venv)"
+  exit 0
+fi
+
+if ! "$py" -c "import torch" 2>/dev/null; then
+  echo "[install] installing $torch_pin"
+  "$py" -m pip install --quiet "$torch_pin"
+fi
+echo "[install] installing csi (editable) with the dev and demo extras"
+"$py" -m pip install --quiet -e "$root[dev,demo]"
+"$py" -m pip install --quiet --no-deps tinysoundfont
+echo "$want" > "$stamp"
+echo "[install] done: $("$py" -c 'import torch; print("torch", torch.__version__)')"

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Shared shell library for recipes: strict mode, logging, stage guards, environment.
+#
+#   . ../../utils/lib.sh          (from egs/<dataset>/; sets strict mode, CSI_ROOT)
+#   ... declare defaults ...
+#   . "$CSI_ROOT/utils/parse_options.sh"
+#   if stage_begin 1 "JSONL manifest"; then ...; stage_end; fi
+#   stage_not_built 3 "coarse training"
+set -euo pipefail
+
+CSI_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CSI_ROOT
+
+# Timestamped log line on stderr: `log "message"`.
+log() {
+  printf '%s (%s) %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$(basename "${0}")" "$*" >&2
+}
+
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+# True if stage N is inside [stage, stop_stage]; then logs a banner and starts the clock.
+stage_begin() {
+  local n=$1; shift
+  if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
+    _stage_n=$n; _stage_name=$*; _stage_t0=$(date +%s)
+    log "===== stage $n: $* ====="
+    return 0
+  fi
+  return 1
+}
+
+stage_end() {
+  log "===== stage $_stage_n: $_stage_name done in $(( $(date +%s) - _stage_t0 ))s ====="
+}
+
+# A stage this recipe does not have yet: skipped with a clear line in a default run, an
+# error when the user asked for it through --stage/--stop_stage.
+stage_not_built() {
+  local n=$1; shift
+  if [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ]; then
+    if _option_given stage || _option_given stop_stage; then
+      die "stage $n ($*) is not built yet in this recipe; choose --stop_stage $((n - 1)) or lower"
+    fi
+    log "----- stage $n: $* is not built yet: skipped -----"
+  fi
+}
+
+# Idempotent stages: `if already_done MARKER "inputs"; then ...skip...; else ...; mark_done MARKER "inputs"; fi`.
+# The marker holds a signature of the stage's inputs, so changed inputs re-run the stage.
+already_done() {
+  if [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; then
+    log "already done for these inputs (marker $1): skipped"
+    return 0
+  fi
+  return 1
+}
+
+mark_done() {
+  mkdir -p "$(dirname "$1")"
+  printf '%s\n' "$2" > "$1.tmp" && mv "$1.tmp" "$1"
+}
+
+_option_given() {
+  local o
+  for o in "${parsed_options[@]:-}"; do [ "$o" = "$1" ] && return 0; done
+  return 1
+}
+
+# Make `python3` the toolkit's environment, installing on first use (utils/install.sh):
+# an active virtualenv is used as it is (csi installed into it if missing), otherwise
+# the repository's .venv.
+csi_activate() {
+  if _csi_importable python3; then return 0; fi
+  if [ -n "${VIRTUAL_ENV:-}" ]; then
+    log "csi is not installed in $VIRTUAL_ENV: running utils/install.sh (first use)"
+    bash "$CSI_ROOT/utils/install.sh"
+    return 0
+  fi
+  if ! _csi_importable "$CSI_ROOT/.venv/bin/python3"; then
+    log "csi is not installed: running utils/install.sh (first use)"
+    bash "$CSI_ROOT/utils/install.sh"
+  fi
+  # shellcheck disable=SC1091
+  . "$CSI_ROOT/.venv/bin/activate"
+}
+
+# True if interpreter $1 finds csi and torch (without importing torch: that takes seconds).
+_csi_importable() {
+  "$1" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('csi') and u.find_spec('torch')))" >/dev/null 2>&1
+}
+
+# Run a python tool module from the toolkit: `run_tool make_manifest --arg ...`.
+run_tool() {
+  local name=$1; shift
+  PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m "tools.$name" "$@"
+}
