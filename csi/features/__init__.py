@@ -1,0 +1,1 @@
+"""Feature extraction: CQT front ends, signal augmentation, feature store."""
