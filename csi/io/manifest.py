@@ -145,3 +145,30 @@ def query_ref_split(records: Sequence[Record]) -> tuple[list[Record], list[Recor
         else:
             refs.extend(ordered)
     return queries, refs
+
+
+def source_utt(utt: str) -> str:
+    """The recording an augmented utt came from: ``sp_0.8-abc`` → ``abc``."""
+    if utt.startswith("sp_") and "-" in utt:
+        return utt.split("-", 1)[1]
+    return utt
+
+
+def find_leakage(a: Sequence[Record], b: Sequence[Record]) -> dict[str, list[str]]:
+    """Works and recordings present in both manifests.
+
+    Recordings are matched by audio path and by source utt (augmented copies count as
+    their source), so a tempo copy of a test recording in a training set is found.
+    """
+    def recordings(records: Sequence[Record]) -> set[str]:
+        keys = set()
+        for r in records:
+            keys.add(f"utt:{source_utt(r['utt'])}")
+            if "wav" in r:
+                keys.add(f"wav:{os.path.normpath(str(r['wav']))}")
+        return keys
+
+    return {
+        "works": sorted({r["song"] for r in a} & {r["song"] for r in b}),
+        "recordings": sorted(recordings(a) & recordings(b)),
+    }

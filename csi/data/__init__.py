@@ -1,0 +1,1 @@
+"""Training data: chunk datasets, samplers and feature-domain augmentation."""
