@@ -78,10 +78,13 @@ class Extractor:
             plan["noise_snr_db"] = round(float(rng.uniform(*cfg.add_noise.snr_db)), 2)
         return plan
 
-    def augment(self, y: np.ndarray, factor: float, plan: dict[str, Any]) -> np.ndarray:
+    def augment(self, y: np.ndarray, vocoder: augment.PhaseVocoder | None, factor: float,
+                plan: dict[str, Any]) -> np.ndarray:
+        """Tempo change (with the recording's shared vocoder), then the planned augmentations."""
         cfg, sr = self.cfg, self.cfg.sr
         rng = np.random.default_rng(plan["seed"])
-        y = augment.time_stretch(y, factor)
+        if abs(factor - 1.0) > 1e-9:
+            y = vocoder.stretch(factor)
         if "pitch_semitones" in plan:
             y = augment.pitch_shift(y, plan["pitch_semitones"], sr)
         if "reverb_rt60_s" in plan:
@@ -117,12 +120,15 @@ class Extractor:
             if len(y) < cfg.min_dur_s * cfg.sr:
                 return Outcome(rec["utt"], [], f"too short: {len(y) / cfg.sr:.2f} s < min_dur_s {cfg.min_dur_s} s")
         out, audio_s, computed = [], 0.0, 0
+        vocoder = None  # one STFT of the recording serves every tempo factor
         for factor, utt in wanted:
             plan = self.plan(utt)
             n_frames = stored[utt]
             if n_frames is None:
                 try:
-                    z = self.augment(y, factor, plan)
+                    if vocoder is None and abs(factor - 1.0) > 1e-9:
+                        vocoder = augment.PhaseVocoder(y)
+                    z = self.augment(y, vocoder, factor, plan)
                     feat = self.features(z)
                 except Exception as e:  # a defect on one file must not end a long run
                     return Outcome(rec["utt"], [], f"feature extraction failed: {type(e).__name__}: {e}")
