@@ -13,7 +13,8 @@ import yaml
 
 from csi.io.manifest import atomic_write_text
 
-_PACKAGES = ("torch", "numpy", "scipy", "soundfile", "soxr", "nnAudio", "faiss-cpu", "music21")
+_PACKAGES = ("torch", "numpy", "scipy", "soundfile", "soxr", "nnAudio", "faiss-cpu", "music21", "pretty_midi",
+             "tinysoundfont")
 
 
 def environment() -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""The offline demo recipe, stages 0-1, in a temporary directory."""
+import pytest
+
+from csi.io.manifest import read_manifest
+from tests.helpers import REPO, run_bash
+
+pytest.importorskip("music21")
+pytest.importorskip("tinysoundfont")
+
+RUN = str(REPO / "egs" / "synthcovers" / "run.sh")
+
+
+def test_demo_recipe_stages_0_1(tmp_path):
+    args = [RUN, "--stop_stage", "1", "--works", "5", "--nj", "1",
+            "--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data")]
+    r = run_bash(args)
+    assert r.returncode == 0, r.stderr
+    assert "stage 0: render the demo corpus" in r.stderr and "stage 1: JSONL manifests" in r.stderr
+    corpus = read_manifest(tmp_path / "corpus" / "dataset.txt")
+    train = read_manifest(tmp_path / "data" / "train" / "dataset.txt")
+    test = read_manifest(tmp_path / "data" / "test" / "dataset.txt")
+    assert len(train) + len(test) == len(corpus)
+    assert {r["song"] for r in train}.isdisjoint({r["song"] for r in test})
+    assert len({r["song"] for r in test}) == 1 and len({r["song"] for r in train}) == 4
+    queries = read_manifest(tmp_path / "data" / "test" / "query.txt")
+    refs = read_manifest(tmp_path / "data" / "test" / "ref.txt")
+    assert len(queries) == 1 and len(queries) + len(refs) == len(test)
+
+    again = run_bash(args)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already done") == 2
