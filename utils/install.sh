@@ -22,6 +22,11 @@ else
 fi
 py=$venv/bin/python3
 
+# pip, quietly; drops the "Location ... is ignored" notes some pip configurations print
+pip_install() {
+  "$py" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+}
+
 # The stamp records what was installed; a matching stamp means nothing to do.
 stamp=$venv/.csi_install_stamp
 want=$(cat "$root/setup.py" <(echo "$root" "$torch_pin") | sha256sum | cut -c1-16)
@@ -32,10 +37,10 @@ fi
 
 if ! "$py" -c "import torch" 2>/dev/null; then
   echo "[install] installing $torch_pin"
-  "$py" -m pip install --quiet "$torch_pin"
+  pip_install "$torch_pin"
 fi
 echo "[install] installing csi (editable) with the dev and demo extras"
-"$py" -m pip install --quiet -e "$root[dev,demo]"
-"$py" -m pip install --quiet --no-deps tinysoundfont
+pip_install -e "$root[dev,demo]"
+pip_install --no-deps tinysoundfont
 echo "$want" > "$stamp"
 echo "[install] done: $("$py" -c 'import torch; print("torch", torch.__version__)')"
