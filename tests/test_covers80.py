@@ -11,7 +11,7 @@ from tests.helpers import REPO, run_bash
 RUN = str(REPO / "egs" / "covers80" / "run.sh")
 
 
-def make_tree(root, with_lists=True):
+def make_tree(root, with_lists=True, base_s=0):
     """3 works (one with 3 versions) in covers32k/<work>/<performance>.<ext>, plus a corrupt and an empty file."""
     tree = root / "covers32k"
     sr = 8000
@@ -19,7 +19,7 @@ def make_tree(root, with_lists=True):
         for v in range(n):
             d = tree / f"Work_{w}"
             d.mkdir(parents=True, exist_ok=True)
-            y = 0.2 * np.sin(2 * np.pi * 110 * (w + 1) * np.arange(sr * (v + 1)) / sr)
+            y = 0.2 * np.sin(2 * np.pi * 110 * (w + 1) * np.arange(sr * (base_s + v + 1)) / sr)
             sf.write(d / f"artist{v}+album+0{v}-Work_{w}.{['wav', 'flac', 'ogg'][v]}", y, sr)
     (tree / "Work_1" / "corrupt+x.mp3").write_bytes(b"\x00garbage" * 10)
     sf.write(tree / "Work_2" / "empty+y.wav", np.zeros(0), sr)
@@ -54,6 +54,19 @@ def test_stage1_writes_manifests_and_lists_bad_files(tmp_path):
     assert again.returncode == 0 and "already done" in again.stderr
 
 
+def test_stage2_extracts_features_of_every_track(tmp_path):
+    make_tree(tmp_path / "c80", base_s=3)
+    data = tmp_path / "data"
+    r = run_bash([RUN, "--stage", "1", "--stop_stage", "2", "--covers80_dir", str(tmp_path / "c80"), "--data", str(data)])
+    assert r.returncode == 0, r.stderr
+    full = read_manifest(data / "full.txt")
+    assert len(full) == 7 and all(rec["feat_len"] >= 100 for rec in full)
+    assert sorted({rec["song_id"] for rec in full}) == [0, 1, 2]
+    assert (data / "hparams.yaml").read_text() == (REPO / "conf" / "features" / "test.yaml").read_text()
+    again = run_bash([RUN, "--stage", "2", "--stop_stage", "2", "--covers80_dir", str(tmp_path / "c80"), "--data", str(data)])
+    assert again.returncode == 0 and "already done" in again.stderr
+
+
 def test_stage1_derives_lists_without_list_files(tmp_path):
     make_tree(tmp_path / "c80", with_lists=False)
     data = tmp_path / "data"
@@ -81,7 +94,7 @@ def test_failed_download_names_url_and_path(tmp_path):
 
 def test_explicit_unbuilt_stage_fails(tmp_path):
     make_tree(tmp_path / "c80")
-    r = run_bash([RUN, "--stage", "2", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "d")])
+    r = run_bash([RUN, "--stage", "3", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "d")])
     assert r.returncode != 0 and "not built yet" in r.stderr
 
 

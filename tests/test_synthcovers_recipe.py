@@ -1,4 +1,4 @@
-"""The offline demo recipe, stages 0-1, in a temporary directory."""
+"""The offline demo recipe, stages 0-2, in a temporary directory."""
 import pytest
 
 from csi.io.manifest import read_manifest
@@ -10,8 +10,8 @@ pytest.importorskip("tinysoundfont")
 RUN = str(REPO / "egs" / "synthcovers" / "run.sh")
 
 
-def test_demo_recipe_stages_0_1(tmp_path):
-    args = [RUN, "--stop_stage", "1", "--works", "5", "--nj", "1",
+def test_demo_recipe_stages_0_2(tmp_path):
+    args = [RUN, "--stop_stage", "2", "--works", "5", "--nj", "1",
             "--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data")]
     r = run_bash(args)
     assert r.returncode == 0, r.stderr
@@ -26,6 +26,11 @@ def test_demo_recipe_stages_0_1(tmp_path):
     refs = read_manifest(tmp_path / "data" / "test" / "ref.txt")
     assert len(queries) == 1 and len(queries) + len(refs) == len(test)
 
+    train_full = read_manifest(tmp_path / "data" / "train" / "full.txt")
+    assert len(train_full) == 5 * len(train)  # five tempo factors
+    assert len(read_manifest(tmp_path / "data" / "test" / "full.txt")) == len(test)
+    assert "no shared works or recordings" in r.stdout
+
     again = run_bash(args)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("already done") == 2
+    assert again.stderr.count("already done") == 4

@@ -92,6 +92,20 @@ _csi_importable() {
   "$1" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('csi') and u.find_spec('torch')))" >/dev/null 2>&1
 }
 
+# Stage 2 for one data directory: `features_stage DATA_DIR CONF NJ` copies CONF to
+# DATA_DIR/hparams.yaml and extracts features (finished features are reused; a changed
+# config is refused by the feature store). Skipped cheaply when neither changed.
+features_stage() {
+  local data=$1 conf=$2 nj=$3 signature
+  [ -s "$data/dataset.txt" ] || die "$data/dataset.txt is missing: run stage 1 first"
+  [ -r "$conf" ] || die "feature config $conf not found"
+  signature="$(cat "$conf" "$data/dataset.txt" | cksum)"
+  if already_done "$data/.stage2.done" "$signature"; then return 0; fi
+  cp "$conf" "$data/hparams.yaml"
+  run_tool extract_csi_features "$data" --nj "$nj"
+  mark_done "$data/.stage2.done" "$signature"
+}
+
 # Run a python tool module from the toolkit: `run_tool make_manifest --arg ...`.
 run_tool() {
   local name=$1; shift

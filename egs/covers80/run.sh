@@ -13,6 +13,7 @@ covers80_url=http://labrosa.ee.columbia.edu/projects/coversongs/covers80/covers8
 download_dir=$recipe/downloads
 data=$recipe/data/covers80
 nj=2
+test_features=$CSI_ROOT/conf/features/test.yaml
 
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--nj N] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
@@ -42,7 +43,11 @@ if stage_begin 1 "JSONL manifest"; then
   stage_end
 fi
 
-stage_not_built 2 "CQT features with augmentation"
+if stage_begin 2 "CQT features"; then
+  features_stage "$data" "$test_features" "$nj"
+  stage_end
+fi
+
 stage_not_built 3 "coarse training"
 stage_not_built 4 "chunk alignment"
 stage_not_built 5 "fine training"

@@ -14,6 +14,8 @@ test_fraction=0.2 # share of the works held out for testing
 corpus_dir=""     # empty: $recipe/downloads/synthcovers_w<works>_s<seed>
 data=$recipe/data
 nj=2
+train_features=$CSI_ROOT/conf/features/train.yaml
+test_features=$CSI_ROOT/conf/features/test.yaml
 
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--seed S] [--nj N] [--data DIR] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
@@ -40,7 +42,13 @@ if stage_begin 1 "JSONL manifests, train/test split by work"; then
   stage_end
 fi
 
-stage_not_built 2 "CQT features with augmentation"
+if stage_begin 2 "CQT features with augmentation"; then
+  features_stage "$data/train" "$train_features" "$nj"
+  features_stage "$data/test" "$test_features" "$nj"
+  run_tool check_leakage "$data/train/full.txt" "$data/test/full.txt"
+  stage_end
+fi
+
 stage_not_built 3 "coarse training"
 stage_not_built 4 "chunk alignment"
 stage_not_built 5 "fine training"
