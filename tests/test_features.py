@@ -251,3 +251,24 @@ def test_leakage_check_finds_planted_overlap(tmp_path):
     assert "1 shared works: B" in r.stdout and "utt:b1" in r.stdout and "wav:/x/b1.wav" in r.stdout
     r = run("train", "clean")
     assert r.returncode == 0 and "no shared works or recordings" in r.stdout
+
+
+def test_noise_and_ir_manifests_and_nnaudio_frontend(tmp_path):
+    noise_wav, ir_wav = tmp_path / "noise.wav", tmp_path / "ir.wav"
+    sf.write(noise_wav, np.random.default_rng(0).standard_normal(SR * 2).astype(np.float32) * 0.1, SR)
+    sf.write(ir_wav, augment.synthetic_ir(np.random.default_rng(1), SR, 0.3), SR)
+    (tmp_path / "noise.txt").write_text(json.dumps({"utt": "n", "wav": str(noise_wav)}) + "\n")
+    (tmp_path / "irs.txt").write_text(json.dumps({"utt": "r", "wav": str(ir_wav)}) + "\n")
+    hp = (f"aug_speed_mode: [1.0]\nadd_noise: {{noise_path: {tmp_path / 'noise.txt'}, prob: 1.0, chunk: 1, snr_db: [5, 5]}}\n"
+          f"reverb: {{prob: 1.0, ir_path: {tmp_path / 'irs.txt'}}}\n"
+          "frontend: {name: nnaudio_cqt, n_bins: 84, fmin: 32.7, bins_per_octave: 12}\n")
+    data = make_data(tmp_path / "x", n_works=1, hparams=hp)
+    r = extract(data)
+    assert r.returncode == 0, r.stderr
+    for rec in read_manifest(data / "full.txt"):
+        assert rec["aug"]["noise_wav"] == str(noise_wav) and rec["aug"]["noise_snr_db"] == 5.0
+        assert rec["aug"]["reverb_ir"] == str(ir_wav)
+        assert np.load(rec["feat"]).shape == (rec["feat_len"], 84)
+    (data / "hparams.yaml").write_text(hp.replace(str(tmp_path / "noise.txt"), str(tmp_path / "missing.txt")))
+    r = extract(data, "--nj", "2")
+    assert r.returncode == 1 and "missing.txt" in r.stderr

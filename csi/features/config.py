@@ -73,7 +73,7 @@ class FeatureConfig:
     seed: int = 1234
     feat_dtype: str = "float16"             # float16 (default) or float32
     min_dur_s: float = 3.0                  # shorter recordings are reported in bad.txt
-    device: str = "cpu"                     # cpu, cuda, or auto
+    device: str = "auto"                    # cpu, cuda, or auto (cuda when available)
 
     def __post_init__(self) -> None:
         if not self.aug_speed_mode or any(not isinstance(k, (int, float)) or k <= 0 for k in self.aug_speed_mode):

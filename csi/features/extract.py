@@ -169,8 +169,8 @@ def run(records: list[Record], cfg: FeatureConfig, store_root: str | os.PathLike
     # One torch thread per worker: results are then bit-identical whatever nj is, and
     # one thread per process scales better than threads that wait on each other.
     threads_before = torch.get_num_threads()
+    _init_worker(cfg, store_root)  # here first: a bad config fails in this process, not in the pool
     if nj <= 1:
-        _init_worker(cfg, store_root)
         results = map(_work, records)
         pool = None
     else:

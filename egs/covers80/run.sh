@@ -15,7 +15,7 @@ data=$recipe/data/covers80
 nj=2
 test_features=$CSI_ROOT/conf/features/test.yaml
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--nj N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
 
 [ -n "$covers80_dir" ] || covers80_dir=$download_dir/covers80

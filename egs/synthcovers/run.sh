@@ -17,7 +17,7 @@ nj=2
 train_features=$CSI_ROOT/conf/features/train.yaml
 test_features=$CSI_ROOT/conf/features/test.yaml
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--seed S] [--nj N] [--data DIR] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
 
 [ -n "$corpus_dir" ] || corpus_dir=$recipe/downloads/synthcovers_w${works}_s${seed}
