@@ -94,7 +94,7 @@ def test_failed_download_names_url_and_path(tmp_path):
 
 def test_explicit_unbuilt_stage_fails(tmp_path):
     make_tree(tmp_path / "c80")
-    r = run_bash([RUN, "--stage", "3", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "d")])
+    r = run_bash([RUN, "--stage", "4", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "d")])
     assert r.returncode != 0 and "not built yet" in r.stderr
 
 

@@ -11,20 +11,22 @@ RUN = str(REPO / "egs" / "synthcovers" / "run.sh")
 
 
 def test_demo_recipe_stages_0_2(tmp_path):
-    args = [RUN, "--stop_stage", "2", "--works", "5", "--nj", "1",
+    args = [RUN, "--stop_stage", "2", "--works", "10", "--nj", "2",
             "--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data")]
     r = run_bash(args)
     assert r.returncode == 0, r.stderr
     assert "stage 0: render the demo corpus" in r.stderr and "stage 1: JSONL manifests" in r.stderr
     corpus = read_manifest(tmp_path / "corpus" / "dataset.txt")
     train = read_manifest(tmp_path / "data" / "train" / "dataset.txt")
+    val = read_manifest(tmp_path / "data" / "val" / "dataset.txt")
     test = read_manifest(tmp_path / "data" / "test" / "dataset.txt")
-    assert len(train) + len(test) == len(corpus)
-    assert {r["song"] for r in train}.isdisjoint({r["song"] for r in test})
-    assert len({r["song"] for r in test}) == 1 and len({r["song"] for r in train}) == 4
+    assert len(train) + len(val) + len(test) == len(corpus)
+    works = [{r["song"] for r in subset} for subset in (train, val, test)]
+    assert not (works[0] & works[1]) and not (works[0] & works[2]) and not (works[1] & works[2])
+    assert [len(w) for w in works] == [7, 1, 2]
     queries = read_manifest(tmp_path / "data" / "test" / "query.txt")
     refs = read_manifest(tmp_path / "data" / "test" / "ref.txt")
-    assert len(queries) == 1 and len(queries) + len(refs) == len(test)
+    assert len(queries) == 2 and len(queries) + len(refs) == len(test)
 
     train_full = read_manifest(tmp_path / "data" / "train" / "full.txt")
     assert len(train_full) == 5 * len(train)  # five tempo factors
@@ -33,4 +35,4 @@ def test_demo_recipe_stages_0_2(tmp_path):
 
     again = run_bash(args)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("already done") == 4
+    assert again.stderr.count("already done") == 5

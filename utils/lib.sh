@@ -106,6 +106,34 @@ features_stage() {
   mark_done "$data/.stage2.done" "$signature"
 }
 
+# Stage 3/5 for one experiment: `train_stage EXP_DIR CONF [--set KEY=VALUE ...]` writes
+# EXP_DIR/config/hparams.yaml from CONF and the overrides, then trains, through torchrun
+# when nproc_per_node > 1 or nnodes > 1 (variables of the calling recipe). An interrupted
+# run resumes; a finished one is skipped; a changed config for an existing experiment is
+# refused (choose another --exp).
+train_stage() {
+  local exp=$1 conf=$2; shift 2
+  mkdir -p "$exp/config"
+  run_tool make_config "$conf" "$exp/config/hparams.yaml.new" "$@"
+  if [ -f "$exp/config/hparams.yaml" ] && ! cmp -s "$exp/config/hparams.yaml" "$exp/config/hparams.yaml.new"; then
+    rm -f "$exp/config/hparams.yaml.new"
+    die "$exp was trained with another config ($exp/config/hparams.yaml); remove it or pass another --exp"
+  fi
+  mv "$exp/config/hparams.yaml.new" "$exp/config/hparams.yaml"
+  local signature
+  signature=$(cksum < "$exp/config/hparams.yaml")
+  if already_done "$exp/.train.done" "$signature"; then return 0; fi
+  if [ "${nproc_per_node:-1}" -gt 1 ] || [ "${nnodes:-1}" -gt 1 ]; then
+    PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m torch.distributed.run \
+      --nproc_per_node "${nproc_per_node:-1}" --nnodes "${nnodes:-1}" --node_rank "${node_rank:-0}" \
+      --master_addr "${master_addr:-127.0.0.1}" --master_port "${master_port:-29500}" \
+      -m tools.train "$exp"
+  else
+    run_tool train "$exp"
+  fi
+  mark_done "$exp/.train.done" "$signature"
+}
+
 # Run a python tool module from the toolkit: `run_tool make_manifest --arg ...`.
 run_tool() {
   local name=$1; shift

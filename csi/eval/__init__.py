@@ -1,0 +1,1 @@
+"""Evaluation: embeddings, distances, retrieval metrics."""

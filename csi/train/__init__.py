@@ -1,0 +1,1 @@
+"""Training: config, distributed setup, checkpoints, the trainer."""

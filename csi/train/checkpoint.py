@@ -1,0 +1,150 @@
+"""Checkpoints in CoverHunter's format plus the full training state.
+
+``EXP_DIR/pt_model/g_XXXXXXXX`` (8-digit epoch) holds ``{"generator": state_dict}``, as the
+reference writes it, so the published model and ours load alike. Beside it
+``do_XXXXXXXX`` holds everything needed to continue exactly (optimizer, step, epoch, RNG
+states, sampler position, best dev MAP, history); ``resume.pt`` is the same for a save in
+the middle of an epoch. All files are written to a temporary name and renamed, and load
+with ``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_TAG = re.compile(r"^g_(\d{8})$")
+
+
+def pt_dir(exp_dir: str | os.PathLike) -> Path:
+    return Path(exp_dir) / "pt_model"
+
+
+def epochs(exp_dir: str | os.PathLike) -> list[int]:
+    """Epochs that have a ``g_`` checkpoint, ascending."""
+    d = pt_dir(exp_dir)
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in d.iterdir() if (m := _TAG.match(p.name)))
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_epoch(exp_dir: str | os.PathLike, epoch: int, generator: dict, state: dict) -> Path:
+    d = pt_dir(exp_dir)
+    atomic_save(state, d / f"do_{epoch:08d}")
+    path = d / f"g_{epoch:08d}"
+    atomic_save({"generator": generator}, path)  # last: its presence marks a finished save
+    return path
+
+
+def save_resume(exp_dir: str | os.PathLike, generator: dict, state: dict) -> None:
+    atomic_save({"generator": generator, "state": state}, pt_dir(exp_dir) / "resume.pt")
+
+
+def latest_state(exp_dir: str | os.PathLike) -> tuple[dict, dict] | None:
+    """``(generator, state)`` of the most advanced full-state save (epoch or mid-epoch)."""
+    d = pt_dir(exp_dir)
+    found: tuple[dict, dict] | None = None
+    with_state = [e for e in epochs(exp_dir) if (d / f"do_{e:08d}").exists()]
+    if with_state:
+        last = with_state[-1]
+        state = torch.load(d / f"do_{last:08d}", map_location="cpu", weights_only=True)
+        generator = torch.load(d / f"g_{last:08d}", map_location="cpu", weights_only=True)["generator"]
+        found = (generator, state)
+    if (d / "resume.pt").exists():
+        blob = torch.load(d / "resume.pt", map_location="cpu", weights_only=True)
+        if found is None or blob["state"]["step"] > found[1]["step"]:
+            found = (blob["generator"], blob["state"])
+    return found
+
+
+def prune(exp_dir: str | os.PathLike, keep_last: int, keep: set[int] = frozenset()) -> None:
+    """Delete epoch checkpoints except the last ``keep_last`` and those in ``keep``."""
+    all_epochs = epochs(exp_dir)
+    for epoch in all_epochs[:-keep_last] if keep_last > 0 else []:
+        if epoch in keep:
+            continue
+        for prefix in ("g_", "do_"):
+            (pt_dir(exp_dir) / f"{prefix}{epoch:08d}").unlink(missing_ok=True)
+
+
+def average(exp_dir: str | os.PathLike, chosen: list[int]) -> dict:
+    """Parameter average of the ``g_`` checkpoints of ``chosen`` epochs (integer buffers,
+    such as BatchNorm's counters, are taken from the last)."""
+    if not chosen:
+        raise ValueError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    for epoch in chosen:
+        sd = torch.load(pt_dir(exp_dir) / f"g_{epoch:08d}", map_location="cpu", weights_only=True)["generator"]
+        for k, v in sd.items():
+            if v.is_floating_point():
+                total[k] = total.get(k, 0) + v.double()
+            else:
+                total[k] = v
+    return {k: (v / len(chosen)).float() if v.is_floating_point() else v for k, v in total.items()}
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
+        "python": _tuples_to_lists(random.getstate()),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(_lists_to_tuples(state["python"]))
+
+
+def _tuples_to_lists(x):
+    return [_tuples_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _lists_to_tuples(x):
+    return tuple(_lists_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
+               checkpoint: str | int | None = None) -> torch.nn.Module:
+    """The model of ``model_dir`` (``config/hparams.yaml`` + ``pt_model/g_XXXXXXXX``) in eval mode.
+
+    ``checkpoint``: an epoch number or a file name in ``pt_model/`` (e.g. ``g_avg_last5``);
+    default the latest epoch. Works for the published CoverHunter model as for ours.
+    """
+    from csi.config import load_yaml
+    from csi.models import MODEL_KEYS, build_model
+
+    model_dir = Path(model_dir)
+    hp = {k: v for k, v in load_yaml(model_dir / "config" / "hparams.yaml").items() if k in MODEL_KEYS}
+    if checkpoint is None:
+        found = epochs(model_dir)
+        if not found:
+            raise FileNotFoundError(f"no checkpoint pt_model/g_XXXXXXXX in {model_dir}")
+        checkpoint = found[-1]
+    path = pt_dir(model_dir) / (f"g_{checkpoint:08d}" if isinstance(checkpoint, int) else checkpoint)
+    state = torch.load(path, map_location="cpu", weights_only=True)["generator"]
+    ce = hp.get("ce")
+    if isinstance(ce, dict) and ce.get("output_dims") in ("auto", 0, None) and "_ce_layer.weight" in state:
+        hp["ce"] = dict(ce, output_dims=int(state["_ce_layer.weight"].shape[0]))
+    model = build_model(hp)
+    model.load_state_dict(state)
+    return model.to(device).eval()

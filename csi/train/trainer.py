@@ -1,0 +1,293 @@
+"""The training loop (coarse training, stage 3; fine training reuses it).
+
+CoverHunter's recipe (arXiv 2306.09025, §3): AdamW, exponential LR decay with a floor,
+gradient clipping at 1.0, one M-per-class loader per chunk length with their steps
+interleaved, focal CE + batch-hard triplet + center loss. Added here: per-epoch dev MAP
+with early stopping, full-state checkpoints for exact resume, tensorboard scalars,
+skipping of non-finite losses, DistributedDataParallel under torchrun, AMP on GPU.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from csi.data.dataset import ChunkDataset, collate
+from csi.data.sampler import MPerClassSampler
+from csi.data.specaug import SpecAugment
+from csi.eval.embed import evaluate_map
+from csi.io.manifest import read_manifest
+from csi.models import build_model
+from csi.registry import ConfigError
+from csi.train import checkpoint as ckpt
+from csi.train.config import Hparams
+from csi.train.distributed import Context, any_true, barrier, broadcast_object
+from csi.train.schedule import learning_rate
+
+log = logging.getLogger("csi.train")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss keeps being NaN); the last good checkpoint is kept."""
+
+
+class _LossModule(torch.nn.Module):
+    """Routes DistributedDataParallel's forward to ``compute_loss`` so gradients are synchronised."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: torch.Tensor, labels: torch.Tensor):
+        return self.model.compute_loss(feats, labels)
+
+
+def resolve_model_hparams(model_hp: dict, n_classes: int, where: str) -> dict:
+    """``ce.output_dims: auto`` (or 0) becomes the number of works in the training set;
+    a classifier smaller than that is an error."""
+    hp = {k: (dict(v) if isinstance(v, dict) else v) for k, v in model_hp.items()}
+    ce = hp.get("ce")
+    if isinstance(ce, dict):
+        if ce.get("output_dims") in ("auto", 0, None):
+            ce["output_dims"] = n_classes
+        elif int(ce["output_dims"]) < n_classes:
+            raise ConfigError(f"{where}: ce: output_dims {ce['output_dims']} is smaller than the "
+                              f"{n_classes} works (song_id) of train_path")
+    return hp
+
+
+class Trainer:
+    def __init__(self, exp_dir: str | Path, ctx: Context, hp: Hparams, writer=None):
+        self.exp_dir, self.ctx, self.hp, self.cfg = Path(exp_dir), ctx, hp, hp.train
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2 ** 32)
+        records = read_manifest(cfg.train_path, required=("utt", "song", "song_id", "feat", "feat_len"))
+        labels = [int(r["song_id"]) for r in records]
+        self.n_classes = max(labels) + 1
+        self.model_hp = resolve_model_hparams(hp.model, self.n_classes, "hparams.yaml")
+        self.model = build_model(self.model_hp).to(ctx.device)
+        self.loss_module: torch.nn.Module = _LossModule(self.model)
+        if ctx.distributed:
+            if ctx.device.type == "cuda":
+                self.loss_module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.loss_module)
+            self.loss_module = torch.nn.parallel.DistributedDataParallel(
+                self.loss_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
+                                           betas=(cfg.adam_b1, cfg.adam_b2), weight_decay=cfg.weight_decay)
+        self.use_amp = cfg.amp and ctx.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        try:
+            self.spec_augment = SpecAugment.from_config(cfg.spec_augmentation) if cfg.spec_augmentation else None
+        except ValueError as e:
+            raise ConfigError(f"hparams.yaml: spec_augmentation: {e}") from None
+
+        self.loaders = []
+        for i, chunk in enumerate(cfg.chunk_frame):
+            dataset = ChunkDataset(records, int(chunk) * cfg.mean_size, mean_size=cfg.mean_size, train=True,
+                                   tempo_stretch=tuple(cfg.tempo_stretch) if cfg.tempo_stretch else None,
+                                   seed=cfg.seed + i)
+            try:
+                sampler = MPerClassSampler(labels, cfg.m_per_class, cfg.batch_size, rank=ctx.rank,
+                                           world_size=ctx.world_size, seed=cfg.seed + i)
+            except ValueError as e:
+                raise ConfigError(f"hparams.yaml: m_per_class/batch_size: {e}") from None
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                collate_fn=collate, drop_last=True, pin_memory=ctx.device.type == "cuda",
+                persistent_workers=False, generator=torch.Generator())  # keeps the global RNG for dropout
+            self.loaders.append(loader)
+        self.dev_sets = {name: (read_manifest(d.query_path, required=("utt", "song", "feat", "feat_len")),
+                                read_manifest(d.ref_path, required=("utt", "song", "feat", "feat_len")), d)
+                         for name, d in hp.dev_sets.items()}
+        dev_frames = (round(cfg.dev_chunk_s * 25) if cfg.dev_chunk_s else int(cfg.chunk_frame[0])) * cfg.mean_size
+        self.dev_chunk_frames = dev_frames
+        self.writer = writer
+        # progress, saved in every checkpoint
+        self.step = 0
+        self.epoch = 0            # the epoch being (or next to be) trained
+        self.batch_in_epoch = 0   # batches of `epoch` already done
+        self.best = {"map": -math.inf, "epoch": None, "wait": 0}
+        self.history: list[dict] = []
+        self.nan_skipped = 0
+        self._nan_run = 0
+
+    # ---- state -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "best": dict(self.best), "history": list(self.history), "nan_skipped": self.nan_skipped,
+                "rng": ckpt.rng_state(), "n_classes": self.n_classes}
+
+    def resume(self) -> bool:
+        found = ckpt.latest_state(self.exp_dir)
+        if found is None:
+            return False
+        generator, state = found
+        self.model.load_state_dict(generator)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.best, self.history, self.nan_skipped = dict(state["best"]), list(state["history"]), state["nan_skipped"]
+        ckpt.set_rng_state(state["rng"])
+        log.info("resumed at epoch %d, batch %d, step %d", self.epoch, self.batch_in_epoch, self.step)
+        return True
+
+    def _save_epoch(self, finished_epoch: int) -> None:
+        if self.ctx.is_main:
+            path = ckpt.save_epoch(self.exp_dir, finished_epoch, self.model.state_dict(), self.state())
+            keep = {self.best["epoch"]} if self.best["epoch"] is not None else set()
+            ckpt.prune(self.exp_dir, self.cfg.keep_last, keep)
+            (ckpt.pt_dir(self.exp_dir) / "resume.pt").unlink(missing_ok=True)
+            log.info("saved %s", path)
+        barrier(self.ctx)
+
+    # ---- training ----------------------------------------------------------------------
+    def train(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
+        cfg, start = self.cfg, time.time()
+        while self.epoch < cfg.max_epochs:
+            summary = self._train_epoch(start)
+            if summary is None:  # max_steps reached in the middle of an epoch
+                break
+            finished = self.epoch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            maps = self._validate(finished) if finished % cfg.every_n_epoch_to_dev == 0 else {}
+            self.history.append({"epoch": finished, "step": self.step, **summary, "map": maps})
+            stop = self._early_stop(finished, maps)
+            if finished % cfg.every_n_epoch_to_save == 0 or stop:
+                self._save_epoch(finished)
+            if stop or should_stop() or (cfg.max_minutes and time.time() - start > cfg.max_minutes * 60):
+                break
+            if cfg.max_steps and self.step >= cfg.max_steps:
+                break
+        return {"epochs": self.epoch, "steps": self.step, "best": self.best, "nan_skipped": self.nan_skipped,
+                "minutes": (time.time() - start) / 60}
+
+    def _train_epoch(self, run_start: float) -> dict | None:
+        cfg = self.cfg
+        for loader in self.loaders:
+            loader.sampler.set_epoch(self.epoch)
+            loader.sampler.set_start_batch(self.batch_in_epoch)
+            loader.dataset.set_epoch(self.epoch)
+            loader.generator.manual_seed(self.cfg.seed + self.epoch)
+        self.loss_module.train()
+        t0, samples, replaced, losses_sum, n_steps = time.time(), 0, 0, {}, 0
+        last_resume_save = self.step
+        for k, batches in enumerate(zip(*self.loaders), start=self.batch_in_epoch):
+            # the chunk lengths take turns in an order drawn per batch group, as in the reference
+            for idx in np.random.default_rng([cfg.seed, self.epoch, k]).permutation(len(batches)):
+                losses = self._step(batches[idx])
+                samples += len(batches[idx][2])
+                replaced += int(batches[idx][3])
+                if losses:
+                    n_steps += 1
+                    for name, value in losses.items():
+                        losses_sum[name] = losses_sum.get(name, 0.0) + value
+                if self.step % cfg.log_every_steps == 0 and losses:
+                    rate = samples / max(time.time() - t0, 1e-9)
+                    self._scalars({f"train/{n}": v for n, v in losses.items()} |
+                                  {"train/lr": self.optimizer.param_groups[0]["lr"], "train/samples_per_s": rate})
+                    log.info("epoch %d step %d %s lr %.2e %.1f samples/s", self.epoch, self.step,
+                             " ".join(f"{n} {v:.3f}" for n, v in losses.items()),
+                             self.optimizer.param_groups[0]["lr"], rate)
+            self.batch_in_epoch = k + 1
+            if cfg.save_every_steps and self.step - last_resume_save >= cfg.save_every_steps:
+                last_resume_save = self.step
+                if self.ctx.is_main:
+                    ckpt.save_resume(self.exp_dir, self.model.state_dict(), self.state())
+            if cfg.max_steps and self.step >= cfg.max_steps:
+                if self.ctx.is_main:
+                    ckpt.save_resume(self.exp_dir, self.model.state_dict(), self.state())
+                return None
+        seconds = time.time() - t0
+        summary = {name: total / max(n_steps, 1) for name, total in losses_sum.items()}
+        summary.update(samples_per_s=samples / max(seconds, 1e-9), replaced_samples=replaced, seconds=seconds)
+        log.info("epoch %d done: %d steps, %.1f samples/s, %d samples replaced (unreadable features), "
+                 "%d non-finite steps skipped so far", self.epoch, n_steps, summary["samples_per_s"], replaced,
+                 self.nan_skipped)
+        self._scalars({"epoch/samples_per_s": summary["samples_per_s"], "epoch/replaced_samples": replaced},
+                      step=self.epoch)
+        return summary
+
+    def _step(self, batch) -> dict[str, float] | None:
+        cfg, ctx = self.cfg, self.ctx
+        _, feats, labels, _ = batch
+        lr = learning_rate(self.step, cfg.learning_rate, cfg.lr_decay, cfg.min_lr, cfg.lr_decay_every_steps,
+                           cfg.warmup_steps if cfg.warmup else 0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        feats = feats.to(ctx.device, non_blocking=True)
+        labels = labels.to(ctx.device, non_blocking=True)
+        if self.spec_augment is not None:
+            gen = torch.Generator(device=feats.device).manual_seed(cfg.seed * 1_000_003 + self.step)
+            feats = self.spec_augment(feats, gen)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
+        with autocast:
+            total, losses = self.loss_module(feats, labels)
+        if any_true(ctx, not bool(torch.isfinite(total.detach()).all())):
+            self.nan_skipped += 1
+            self._nan_run += 1
+            log.warning("step %d: non-finite loss, step skipped (%d in a row)", self.step, self._nan_run)
+            if self._nan_run >= cfg.max_nan_steps:
+                raise TrainingError(
+                    f"the loss was not finite for {self._nan_run} steps in a row (step {self.step}); stopping. "
+                    f"The last good checkpoint in {ckpt.pt_dir(self.exp_dir)} is intact; lower learning_rate "
+                    "or check the features, then run the same command to resume")
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self._nan_run = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return {name: float(value.detach()) for name, value in losses.items()}
+
+    # ---- validation --------------------------------------------------------------------
+    def _validate(self, epoch: int) -> dict[str, float]:
+        maps: dict[str, float] = {}
+        if self.ctx.is_main:
+            for name, (queries, refs, dev) in self.dev_sets.items():
+                if epoch % dev.every_n_epoch_to_dev:
+                    continue
+                t0 = time.time()
+                maps[name] = evaluate_map(self.model, queries, refs, self.dev_chunk_frames, self.cfg.mean_size,
+                                          batch_size=self.cfg.batch_size, device=self.ctx.device)
+                log.info("epoch %d dev %s: MAP %.4f (%d queries, %.1f s)", epoch, name, maps[name], len(queries),
+                         time.time() - t0)
+                self._scalars({f"mAP/{name}": maps[name]}, step=epoch)
+        return broadcast_object(self.ctx, maps)
+
+    def _early_stop(self, epoch: int, maps: dict[str, float]) -> bool:
+        if not maps:
+            return False
+        es = self.cfg.early_stopping
+        name = (es.dev_set if es and es.dev_set else next(iter(self.dev_sets)))
+        if name not in maps:
+            return False
+        if maps[name] > self.best["map"]:
+            self.best = {"map": maps[name], "epoch": epoch, "wait": 0}
+            return False
+        self.best["wait"] += 1
+        if es and self.best["wait"] >= es.patience:
+            log.info("early stopping: no better %s MAP for %d epochs (best %.4f at epoch %d)", name,
+                     self.best["wait"], self.best["map"], self.best["epoch"])
+            return True
+        return False
+
+    def _scalars(self, values: dict[str, float], step: int | None = None) -> None:
+        if self.writer is not None and self.ctx.is_main:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, self.step if step is None else step)
+
+    def parameter_checksum(self) -> float:
+        return float(sum(p.detach().double().sum() for p in self.model.parameters()))

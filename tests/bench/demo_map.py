@@ -1,0 +1,46 @@
+"""Test-set MAP of a trained model against non-learned reference points. From the repo root:
+
+    python3 -m tests.bench.demo_map EXP_DIR QUERY_FULL_TXT [REF_FULL_TXT]
+
+Prints one JSON line: ``model_map`` (chunks of the model's first chunk length, distance =
+min over chunk pairs), ``mean_cqt_cosine_map`` (cosine of time-averaged CQT), ``chance_map``
+(random ranking), and the numbers of queries and references. Query and reference default
+to the same file (all-vs-all, a track never ranks itself).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+import csi
+from csi.config import load_yaml
+from csi.eval.baseline import chance_map, mean_cqt_map
+from csi.eval.embed import evaluate_map
+from csi.io.manifest import read_manifest
+from csi.train.config import parse_hparams
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("exp_dir")
+    parser.add_argument("query")
+    parser.add_argument("ref", nargs="?")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    hp = parse_hparams(load_yaml(f"{args.exp_dir}/config/hparams.yaml")).train
+    queries = read_manifest(args.query)
+    refs = read_manifest(args.ref) if args.ref else queries
+    model = csi.load_model(args.exp_dir)
+    chunk = int(hp.chunk_frame[0]) * hp.mean_size
+    print(json.dumps({
+        "model_map": round(evaluate_map(model, queries, refs, chunk, hp.mean_size), 4),
+        "mean_cqt_cosine_map": round(mean_cqt_map(queries, refs), 4),
+        "chance_map": round(chance_map(queries, refs), 4),
+        "queries": len(queries), "refs": len(refs),
+    }))
+
+
+if __name__ == "__main__":
+    main()
