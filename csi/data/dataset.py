@@ -142,13 +142,16 @@ class ChunkDataset(Dataset):
     def frames_out(self) -> int:
         return self.chunk_frames // self.mean_size
 
-    def rng(self, index: int) -> np.random.Generator:
-        """The random generator of item ``index`` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch if self.train else 0, int(index)])
+    def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The random generator of item ``index`` in ``epoch`` (default: the current epoch)."""
+        epoch = self.epoch if epoch is None else epoch
+        return np.random.default_rng([self.seed, epoch if self.train else 0, int(index)])
 
-    def __getitem__(self, index: int) -> Item:
-        index = int(index)
-        rng = self.rng(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> Item:
+        """Item ``key``: an index, or ``(epoch, index)`` as ``MPerClassSampler(with_epoch=True)``
+        yields, so persistent DataLoader workers need no ``set_epoch``."""
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (None, int(key))
+        rng = self.rng(index, epoch)
         position = index % len(self.records)
         ok = True
         for candidate in self._candidates(position):

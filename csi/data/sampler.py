@@ -39,7 +39,10 @@ class MPerClassSampler(Sampler[int]):
     """Yields indices; every ``batch_size`` consecutive ones form one M-per-class batch."""
 
     def __init__(self, labels: Sequence[int], m_per_class: int, batch_size: int,
-                 rank: int = 0, world_size: int = 1, seed: int = 0, distinct_repeats: bool = True):
+                 rank: int = 0, world_size: int = 1, seed: int = 0, distinct_repeats: bool = True,
+                 with_epoch: bool = False):
+        """``with_epoch``: yield ``(epoch, index)`` pairs (read by ``ChunkDataset``), so the
+        items of persistent DataLoader workers follow the epoch without ``set_epoch``."""
         if m_per_class < 1 or batch_size < 1:
             raise ValueError(f"m_per_class and batch_size must be positive, got {m_per_class}, {batch_size}")
         if batch_size % m_per_class:
@@ -54,6 +57,7 @@ class MPerClassSampler(Sampler[int]):
         self.classes_per_batch = self.batch_size // self.m_per_class
         self.rank, self.world_size, self.seed = int(rank), int(world_size), int(seed)
         self.distinct_repeats = distinct_repeats
+        self.with_epoch = with_epoch
         self.classes, class_of = np.unique(self.labels, return_inverse=True)
         order = np.argsort(class_of, kind="stable")
         bounds = np.cumsum(np.bincount(class_of, minlength=len(self.classes)))[:-1]
@@ -148,6 +152,8 @@ class MPerClassSampler(Sampler[int]):
         repeat[order] = np.arange(len(ordered)) - run_start
         return indices + repeat * len(self.labels)
 
-    def __iter__(self) -> Iterator[int]:
-        indices = self.epoch_indices()[self.start_batch * self.batch_size:]
-        return iter(indices.tolist())
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int]]:
+        indices = self.epoch_indices()[self.start_batch * self.batch_size:].tolist()
+        if self.with_epoch:
+            return iter([(self.epoch, i) for i in indices])
+        return iter(indices)

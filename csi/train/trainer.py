@@ -96,13 +96,14 @@ class Trainer:
                                    seed=cfg.seed + i)
             try:
                 sampler = MPerClassSampler(labels, cfg.m_per_class, cfg.batch_size, rank=ctx.rank,
-                                           world_size=ctx.world_size, seed=cfg.seed + i)
+                                           world_size=ctx.world_size, seed=cfg.seed + i, with_epoch=True)
             except ValueError as e:
                 raise ConfigError(f"hparams.yaml: m_per_class/batch_size: {e}") from None
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
                 collate_fn=collate, drop_last=True, pin_memory=ctx.device.type == "cuda",
-                persistent_workers=False, generator=torch.Generator())  # keeps the global RNG for dropout
+                persistent_workers=cfg.num_workers > 0,  # the sampler passes the epoch to the items
+                generator=torch.Generator())  # keeps the global RNG for dropout
             self.loaders.append(loader)
         self.dev_sets = {name: (read_manifest(d.query_path, required=("utt", "song", "feat", "feat_len")),
                                 read_manifest(d.ref_path, required=("utt", "song", "feat", "feat_len")), d)
@@ -175,7 +176,6 @@ class Trainer:
         for loader in self.loaders:
             loader.sampler.set_epoch(self.epoch)
             loader.sampler.set_start_batch(self.batch_in_epoch)
-            loader.dataset.set_epoch(self.epoch)
             loader.generator.manual_seed(self.cfg.seed + self.epoch)
         self.loss_module.train()
         t0, samples, replaced, losses_sum, n_steps = time.time(), 0, 0, {}, 0

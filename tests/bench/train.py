@@ -7,9 +7,12 @@ frames averaged by mean_size 3 to 375 model frames (``chunk_frame: [375]``), m_p
 SpecAugment on. Prints one JSON line:
 - ``model_step_samples_per_s``: the bare model step (forward, losses, backward, clipping,
   AdamW) on random input, median step time;
-- ``train_samples_per_s``: the whole training loop (Trainer: data loader with one worker
-  over generated float16 features, sampler, augmentation, step) over the steps after the
-  first two, wall time between steps included;
+- ``train_samples_per_s``: the whole training loop (Trainer: data loading over generated
+  float16 features, sampler, augmentation, step) over the steps after the first two, wall
+  time between steps included; data loaded in the training process (``num_workers: 0``,
+  the right setting on a 2-core CPU: loading costs ~4% of a step), and
+  ``train_samples_per_s_1_worker`` with one DataLoader worker process competing for the
+  two cores;
 - ``data_samples_per_s``: the same data loader alone;
 - ``train_vs_model_step``: their ratio (target >= 0.9); ``peak_rss_mb``.
 """
@@ -67,15 +70,15 @@ def make_corpus(root: Path, works: int = 16, per_work: int = 8, frames: int = 45
     return root / "full.txt"
 
 
-def train_rates(root: Path, steps: int) -> tuple[float, float]:
+def train_rates(root: Path, steps: int, workers: int) -> tuple[float, float]:
     from csi.train.trainer import Trainer
 
-    full = make_corpus(root)
+    full = root / "full.txt" if (root / "full.txt").exists() else make_corpus(root)
     hp = dict(PAPER_MODEL, train_path=str(full), chunk_frame=[375], mean_size=3, m_per_class=8, batch_size=16,
-              num_workers=1, max_steps=steps + 2, max_epochs=100, log_every_steps=10 ** 6,
+              num_workers=workers, max_steps=steps + 2, max_epochs=100, log_every_steps=10 ** 6,
               spec_augmentation={"random_erase": {"prob": 0.5, "erase_num": 4},
                                  "roll_pitch": {"prob": 0.5, "shift_num": 12}})
-    trainer = Trainer(root / "exp", Context(0, 1, 0, torch.device("cpu")), parse_hparams(hp))
+    trainer = Trainer(root / f"exp{workers}", Context(0, 1, 0, torch.device("cpu")), parse_hparams(hp))
     stamps = []
     step = trainer._step
 
@@ -107,9 +110,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model_rate = model_step_rate(args.steps)
     with tempfile.TemporaryDirectory(prefix="csi_bench_train_") as tmp:
-        train_rate, data_rate = train_rates(Path(tmp), args.steps)
+        train_rate, data_rate = train_rates(Path(tmp), args.steps, workers=0)
+        train_rate_worker, _ = train_rates(Path(tmp), args.steps, workers=1)
     print(json.dumps({
         "train_samples_per_s": round(train_rate, 2),
+        "train_samples_per_s_1_worker": round(train_rate_worker, 2),
         "model_step_samples_per_s": round(model_rate, 2),
         "data_samples_per_s": round(data_rate, 1),
         "train_vs_model_step": round(train_rate / model_rate, 3),
