@@ -170,6 +170,12 @@ def test_average_checkpoints(tmp_path):
     three = torch.load(exp / "pt_model" / "g_00000002", weights_only=True)["generator"]
     key = next(k for k, v in one.items() if v.is_floating_point())
     assert torch.allclose(avg[key], (one[key] + two[key] + three[key]) / 3, atol=1e-6)
+    for flag in (["--last", "2"], ["--best", "2"]):
+        r = subprocess.run([sys.executable, "-m", "tools.average_checkpoints", str(exp), *flag], cwd=REPO,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    model = csi.load_model(exp, checkpoint="g_avg_best2")
+    assert not model.training
 
 
 def test_map_hand_computed():
