@@ -22,6 +22,7 @@ setup(
         "tensorboard",
         "faiss-cpu",
         "tqdm",
+        "matplotlib",  # evaluation plots (distance histograms, embedding maps)
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout"],

@@ -44,6 +44,25 @@ def embed_chunks(model: torch.nn.Module, records: Sequence[dict], chunk_frames: 
     return torch.cat(embeddings), owners, failed
 
 
+_FRONTEND = None
+
+
+def audio_features(path: str, sr: int = 16000) -> np.ndarray:
+    """The CoverHunter CQT (frames, 96) of an audio file, computed on the fly (for queries
+    that have no stored features). Raises csi.io.audio.AudioError for unusable audio."""
+    global _FRONTEND
+    from csi.features.cqt import CoverHunterCQT
+    from csi.io.audio import AudioError, load
+
+    if _FRONTEND is None:
+        _FRONTEND = CoverHunterCQT(sr=sr).eval()
+    y, _ = load(path, sr)
+    if float(np.max(np.abs(y))) < 1e-4:
+        raise AudioError("silent")
+    with torch.inference_mode():
+        return _FRONTEND(torch.from_numpy(y)).numpy()
+
+
 def track_distances(q_emb: torch.Tensor, q_owner: torch.Tensor, n_queries: int,
                     r_emb: torch.Tensor, r_owner: torch.Tensor, n_refs: int) -> np.ndarray:
     """(queries, refs) minimum cosine distance over chunk pairs."""
