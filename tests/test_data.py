@@ -371,3 +371,15 @@ def test_damaged_feature_files_are_replaced(tmp_path, damage):
         np.save(path, np.zeros(100, dtype=np.float16))
     utt, feat, label, ok = ChunkDataset(records, 32)[0]
     assert (utt, label, ok) == ("u1", 0, False) and feat.shape == (32, BINS)
+
+
+def test_roll_pitch_range_transposes_by_up_to_range_bins():
+    from csi.data.specaug import SpecAugment
+    aug = SpecAugment.from_config({"roll_pitch": {"prob": 1.0, "shift_num": 1, "range": 6}})
+    shifts = aug._roll_shifts(4000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert shifts.min() == -6 and shifts.max() == 6 and set(shifts.tolist()) == set(range(-6, 7))
+    x = torch.arange(96, dtype=torch.float32).repeat(3, 5, 1)
+    y = aug(x, torch.Generator().manual_seed(1))
+    for b in range(3):  # each sample is a circular shift of the bins
+        shift = int((y[b, 0, 0] - x[b, 0, 0]).item()) % 96
+        assert torch.equal(y[b], torch.roll(x[b], -shift, dims=1))

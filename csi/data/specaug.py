@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import torch
 
 ERASE_KEYS = {"prob", "erase_num", "region_size"}
-ROLL_KEYS = {"prob", "shift_num"}
+ROLL_KEYS = {"prob", "shift_num", "range"}
 TOP_KEYS = {"random_erase", "roll_pitch"}
 ERASE_MIN_DB = -80.0
 
@@ -69,10 +69,14 @@ class SpecAugment:
             self.region_size = (float(size[0]), float(size[1]))
         self.roll_prob = 0.0
         self.shift_num = 0
+        self.roll_range = 1
         if roll_pitch is not None:
             _check_keys("roll_pitch", roll_pitch, ROLL_KEYS, {"prob", "shift_num"})
             self.roll_prob = _check_prob("roll_pitch", roll_pitch["prob"])
             self.shift_num = int(roll_pitch["shift_num"])
+            self.roll_range = int(roll_pitch.get("range", 1))
+            if self.roll_range < 1:
+                raise ValueError(f"spec augment roll_pitch: range must be >= 1, got {self.roll_range}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "SpecAugment":
@@ -91,7 +95,7 @@ class SpecAugment:
     def __repr__(self) -> str:
         return (f"SpecAugment(random_erase={{prob: {self.erase_prob}, erase_num: {self.erase_num}, "
                 f"region_size: {list(self.region_size)}}}, roll_pitch={{prob: {self.roll_prob}, "
-                f"shift_num: {self.shift_num}}})")
+                f"shift_num: {self.shift_num}, range: {self.roll_range}}})")
 
     def __call__(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment ``feats`` (B, T, F), or one sample (T, F); returns a new tensor of the same
@@ -128,9 +132,12 @@ class SpecAugment:
         return selected, t0, f0, draws[:, 2] * ERASE_MIN_DB
 
     def _roll_shifts(self, b: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        """Bins to roll each sample by: ``k * shift_num``, k ∈ {-1, 0, 1}, 0 if not selected (B,)."""
+        """Bins to roll each sample by: ``k * shift_num`` with k uniform in {-range, ..., range}
+        (the reference: range 1), 0 if not selected (B,). With ``shift_num: 1`` and
+        ``range: 6`` this transposes by up to ±6 semitones, teaching key invariance."""
         selected = self._rand(b, generator, device) < self.roll_prob
-        k = (self._rand(b, generator, device) * 3).long().clamp_(max=2) - 1
+        n = 2 * self.roll_range + 1
+        k = (self._rand(b, generator, device) * n).long().clamp_(max=n - 1) - self.roll_range
         return k * self.shift_num * selected.long()
 
     # -- batch path ------------------------------------------------------------------------
@@ -162,7 +169,7 @@ class SpecAugment:
         return out
 
     def roll_pitch(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Roll the bins of each selected sample by ``k * shift_num``, k ∈ {-1, 0, 1}
+        """Roll the bins of each selected sample by ``k * shift_num``, |k| <= range
         (``torch.roll`` semantics: ``out[..., i] = x[..., (i - shift) % F]``)."""
         b, t, f = feats.shape
         dev = feats.device
