@@ -1,5 +1,8 @@
 """The offline demo recipe, stages 0-2, in a temporary directory."""
+import json
+
 import pytest
+import yaml
 
 from csi.io.manifest import read_manifest
 from tests.helpers import REPO, run_bash
@@ -36,3 +39,19 @@ def test_demo_recipe_stages_0_2(tmp_path):
     again = run_bash(args)
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("already done") == 5
+
+    # stages 3 and 6 with a tiny model: train a few steps, then evaluate the test works
+    conf = yaml.safe_load((REPO / "conf" / "train" / "demo_cpu.yaml").read_text())
+    conf.update(max_steps=6, max_epochs=1, chunk_frame=[50], encoder={"output_dims": 32, "num_blocks": 1,
+                                                                      "attention_dim": 64}, embed_dim=32)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
+    common = ["--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data"),
+              "--exp", str(tmp_path / "exp"), "--train_config", str(tmp_path / "tiny.yaml")]
+    r = run_bash([RUN, "--stage", "3", "--stop_stage", "3", "--works", "10", *common])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "exp" / "pt_model" / "resume.pt").exists()
+    r = run_bash([RUN, "--stage", "6", "--stop_stage", "6", "--works", "10", *common])
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((tmp_path / "exp" / "eval_test" / "metrics.json").read_text())
+    assert metrics["queries"] == len(test) and 0 < metrics["MAP"] <= 1
+    assert "test-set metrics" in r.stderr and (tmp_path / "exp" / "eval_test" / "distance_hist.png").exists()

@@ -66,5 +66,9 @@ fi
 
 stage_not_built 4 "chunk alignment"
 stage_not_built 5 "fine training"
-stage_not_built 6 "test-set evaluation"
+if stage_begin 6 "test-set evaluation"; then
+  # the standard protocol: the 80 list1 recordings query the 80 list2 recordings
+  eval_stage "$exp" "$data/query.txt" "$data/ref.txt" "$exp/eval_covers80"
+  stage_end
+fi
 log "done"

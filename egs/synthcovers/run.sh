@@ -66,5 +66,9 @@ fi
 
 stage_not_built 4 "chunk alignment"
 stage_not_built 5 "fine training"
-stage_not_built 6 "test-set evaluation"
+if stage_begin 6 "test-set evaluation"; then
+  # all-vs-all on the held-out works: every test recording queries the others
+  eval_stage "$exp" "$data/test/full.txt" "$data/test/full.txt" "$exp/eval_test" --plot
+  stage_end
+fi
 log "done"

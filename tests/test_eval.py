@@ -1,0 +1,339 @@
+"""Evaluation: retrieval metrics on hand-computed cases, blocked track distances against a
+naive computation, and tools.eval_testset end to end on a tiny model."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from csi.eval.distance import ChunkDistances, naive_track_distances, track_mean_embeddings
+from csi.eval.embed import embed_tracks, evaluate_map, track_distances
+from csi.eval.metrics import average_precisions, mean_average_precision, retrieval_metrics
+from tools import eval_testset
+
+
+# ---- metrics -----------------------------------------------------------------------------
+def test_one_relevant():
+    res = retrieval_metrics(np.array([[0.1, 0.2, 0.3]]), ["a"], ["b", "a", "c"])
+    m = res.metrics
+    assert m["MAP"] == pytest.approx(0.5)
+    assert m["MR1"] == 2 and m["P@10"] == pytest.approx(0.1)
+    assert m["HR@1"] == 0 and m["HR@10"] == 1
+    assert res.per_query()[0] == {"query": "0", "ap": 0.5, "first_rank": 2, "n_relevant": 1, "p_at_10": 0.1}
+
+
+def test_several_relevant_all_ranks_count():
+    # order: r1 (b), r2 (a), r3 (b), r0 (a), r4 (a): relevant at ranks 2, 4, 5
+    d = np.array([[0.5, 0.1, 0.2, 0.3, 0.9]])
+    res = retrieval_metrics(d, ["a"], ["a", "b", "a", "b", "a"])
+    assert res.ap[0] == pytest.approx((1 / 2 + 2 / 4 + 3 / 5) / 3)
+    assert res.first_rank[0] == 2 and res.n_relevant[0] == 3
+    assert res.precision_at_10[0] == pytest.approx(0.3)
+
+
+def test_deep_relevant_is_not_truncated():
+    # 30 references, the only relevant one last: AP = 1/30, not 0 (no top-k cut)
+    d = np.arange(30, dtype=float)[None, :]
+    res = retrieval_metrics(d, ["a"], ["b"] * 29 + ["a"])
+    assert res.metrics["MAP"] == pytest.approx(1 / 30)
+    assert res.metrics["MR1"] == 30 and res.metrics["HR@10"] == 0 and res.metrics["P@10"] == 0
+
+
+def test_ties_broken_by_reference_index():
+    assert retrieval_metrics(np.full((1, 3), 0.5), ["a"], ["b", "a", "b"]).ap[0] == pytest.approx(0.5)
+    assert retrieval_metrics(np.full((1, 3), 0.5), ["a"], ["a", "b", "b"]).ap[0] == pytest.approx(1.0)
+    # relevant tied with irrelevant ones: ranks 2, 4 and 5
+    res = retrieval_metrics(np.array([[0.3, 0.3, 0.3, 0.3, 0.9]]), ["a"], ["b", "a", "b", "a", "a"])
+    assert res.ap[0] == pytest.approx((1 / 2 + 2 / 4 + 3 / 5) / 3)
+
+
+def test_excluded_pairs_are_not_ranked():
+    # all-vs-all on a, a, b: each track excluded from its own ranking (by index, distance 0)
+    d = np.array([[0.0, 0.2, 0.1], [0.2, 0.0, 0.1], [0.1, 0.1, 0.0]])
+    labels = ["a", "a", "b"]
+    res = retrieval_metrics(d, labels, labels, exclude=[(0, 0), (1, 1), (2, 2)])
+    assert res.ap[0] == pytest.approx(0.5) and res.ap[1] == pytest.approx(0.5)   # the other "a" after "b"
+    assert math.isnan(res.ap[2]) and res.n_relevant[2] == 0
+    assert res.metrics["queries"] == 2 and res.metrics["queries_without_relevant"] == 1
+    # the same with a mask and with index arrays; excluding the relevant pair leaves no relevant
+    mask = np.eye(3, dtype=bool)
+    assert np.allclose(retrieval_metrics(d, labels, labels, exclude=mask).ap, res.ap, equal_nan=True)
+    arrays = (np.array([0, 1, 2]), np.array([0, 1, 2]))
+    assert np.allclose(retrieval_metrics(d, labels, labels, exclude=arrays).ap, res.ap, equal_nan=True)
+    res2 = retrieval_metrics(d, labels, labels, exclude=[(0, 0), (0, 1)])
+    assert res2.n_relevant[0] == 0 and math.isnan(res2.ap[0])
+    # an excluded pair ranked before the relevant one does not push it down
+    res3 = retrieval_metrics(np.array([[0.0, 0.1, 0.2]]), ["a"], ["x", "b", "a"], exclude=[(0, 0)])
+    assert res3.first_rank[0] == 2
+
+
+def test_query_without_relevant_is_reported_not_zero():
+    d = np.array([[0.1, 0.2], [0.2, 0.1]])
+    res = retrieval_metrics(d, ["a", "z"], ["a", "b"], query_ids=["q1", "q2"])
+    assert res.metrics["MAP"] == 1.0            # not (1 + 0) / 2
+    assert res.metrics["queries"] == 1 and res.metrics["queries_without_relevant"] == 1
+    assert res.per_query()[1] == {"query": "q2", "ap": None, "first_rank": None, "n_relevant": 0, "p_at_10": None}
+    assert math.isnan(retrieval_metrics(d, ["y", "z"], ["a", "b"]).metrics["MAP"])
+
+
+def test_none_label_is_never_relevant():
+    res = retrieval_metrics(np.array([[0.1, 0.2]]), ["a"], [None, "a"])
+    assert res.first_rank[0] == 2
+    assert retrieval_metrics(np.array([[0.1]]), [None], [None]).metrics["queries_without_relevant"] == 1
+
+
+def test_hit_rates_mr1_p10_over_queries():
+    d = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    res = retrieval_metrics(d, ["a", "a", "b"], ["a", "b", "b", "a"], hit_ks=(1, 2, 10))
+    # query 0: ranks 1, 4; query 1: ranks 1 (ref 3), 4 (ref 0); query 2: ranks 2, 3
+    assert res.first_rank.tolist() == [1, 1, 2]
+    m = res.metrics
+    assert m["MR1"] == pytest.approx(4 / 3) and m["HR@1"] == pytest.approx(2 / 3) and m["HR@2"] == 1
+    assert m["P@10"] == pytest.approx(0.2)
+    assert m["MAP"] == pytest.approx(((1 + 2 / 4) / 2 * 2 + (1 / 2 + 2 / 3) / 2) / 3)
+
+
+def test_blocks_rows_provider_and_legacy_api_agree():
+    rng = np.random.default_rng(0)
+    d = rng.integers(0, 4, (23, 31)).astype(np.float32)     # many ties
+    ql, rl = rng.integers(0, 5, 23), rng.integers(0, 5, 31)
+    ex = rng.random((23, 31)) < 0.1
+    full = retrieval_metrics(d, ql, rl, ex, block_size=1000)
+    for block in (1, 4, 7):
+        assert np.allclose(retrieval_metrics(d, ql, rl, ex, block_size=block).ap, full.ap, equal_nan=True)
+
+    class Rows:
+        n_queries, n_refs = d.shape
+
+        def rows(self, start, stop):
+            return d[start:stop]
+    assert np.allclose(retrieval_metrics(Rows(), ql, rl, ex, block_size=5).ap, full.ap, equal_nan=True)
+    # brute force: stable argsort (ties by index) of the non-excluded references
+    for i in range(23):
+        keep = np.flatnonzero(~ex[i])
+        hits = (rl[keep] == ql[i])[np.argsort(d[i, keep], kind="stable")]
+        want = (np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)).mean() if hits.any() else np.nan
+        assert np.isclose(full.ap[i], want, equal_nan=True)
+    assert np.allclose(average_precisions(d, ql, rl, ex), full.ap, equal_nan=True)
+    assert mean_average_precision(d, ql, rl, ex) == pytest.approx(np.nanmean(full.ap))
+
+
+def test_bootstrap_is_seeded_and_brackets_map():
+    rng = np.random.default_rng(1)
+    d = rng.random((40, 40))
+    labels = rng.integers(0, 8, 40)
+    a = retrieval_metrics(d, labels, labels, np.eye(40, dtype=bool), bootstrap=200, seed=3).metrics
+    b = retrieval_metrics(d, labels, labels, np.eye(40, dtype=bool), bootstrap=200, seed=3).metrics
+    assert a["MAP_ci95"] == b["MAP_ci95"] and a["bootstrap"] == 200
+    assert a["MAP_ci95"][0] <= a["MAP"] <= a["MAP_ci95"][1]
+
+
+def test_metric_errors():
+    with pytest.raises(ValueError, match="NaN"):
+        retrieval_metrics(np.array([[np.nan]]), ["a"], ["a"])
+    with pytest.raises(ValueError, match="out of range"):
+        retrieval_metrics(np.zeros((1, 1)), ["a"], ["a"], exclude=[(0, 3)])
+    with pytest.raises(ValueError, match="labels"):
+        retrieval_metrics(np.zeros((1, 2)), ["a"], ["a"])
+
+
+# ---- blocked distances -------------------------------------------------------------------
+def _chunks(rng, counts, dim=8):
+    owner = np.repeat(np.arange(len(counts)), counts)
+    rng.shuffle(owner)
+    return torch.nn.functional.normalize(torch.randn(len(owner), dim), dim=1), torch.from_numpy(owner)
+
+
+@pytest.mark.parametrize("mode", ["min", "mean"])
+@pytest.mark.parametrize("block_elements", [1, 13, 200, 1 << 25])
+def test_blocked_distances_equal_naive(mode, block_elements):
+    rng = np.random.default_rng(block_elements)
+    q_counts, r_counts = [3, 1, 0, 4, 3, 2, 3], [2, 3, 3, 0, 1, 5, 3, 3, 1]
+    qe, qo = _chunks(rng, q_counts)
+    re, ro = _chunks(rng, r_counts)
+    want = naive_track_distances(qe, qo, 7, re, ro, 9, mode)
+    cd = ChunkDistances(qe, qo, 7, re, ro, 9, mode=mode, block_elements=block_elements, device="cpu")
+    got = np.concatenate([cd.rows(s, min(s + 2, 7)) for s in range(0, 7, 2)])
+    assert got.dtype == np.float32 and got.shape == (7, 9)
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    assert np.allclose(got, want, atol=1e-6)
+    shared = ChunkDistances(qe, qo, 7, mode=mode, block_elements=block_elements).full()
+    assert np.allclose(shared, naive_track_distances(qe, qo, 7, qe, qo, 7, mode), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["min", "mean"])
+def test_metrics_on_chunk_distances_equal_full_matrix(mode):
+    rng = np.random.default_rng(2)
+    qe, qo = _chunks(rng, [1, 2, 3, 4, 0] * 6)
+    labels = rng.integers(0, 6, 30)
+    cd = ChunkDistances(qe, qo, 30, mode=mode, block_elements=50)
+    out = np.empty((7, 30), dtype=np.float32)
+    cd.rows_into(3, 10, out)
+    assert np.array_equal(out, cd.rows(3, 10))
+    full = naive_track_distances(qe, qo, 30, qe, qo, 30, mode)
+    want = retrieval_metrics(full, labels, labels, np.eye(30, dtype=bool))
+    got = retrieval_metrics(cd, labels, labels, (np.arange(30), np.arange(30)), block_size=4)
+    assert np.allclose(got.ap, want.ap, equal_nan=True) and got.metrics == pytest.approx(want.metrics, nan_ok=True)
+
+
+def test_uniform_chunks_and_legacy_track_distances():
+    rng = np.random.default_rng(5)
+    qe, qo = _chunks(rng, [3] * 6)
+    qo = torch.sort(qo).values
+    want = naive_track_distances(qe, qo, 6, qe, qo, 6)
+    assert np.allclose(track_distances(qe, qo, 6, qe, qo, 6), want, atol=1e-6)
+    means = track_mean_embeddings(qe, qo, 7)
+    assert torch.allclose(means.norm(dim=1)[:6], torch.ones(6)) and means[6].abs().sum() == 0
+
+
+# ---- the tool end to end -----------------------------------------------------------------
+HP = {"train_path": "unused", "chunk_frame": [20], "mean_size": 2, "m_per_class": 2, "batch_size": 4,
+      "input_dim": 96, "embed_dim": 32, "encoder": {"output_dims": 32, "num_blocks": 1, "attention_dim": 32,
+                                                    "num_heads": 2},
+      "pool_type": "attention", "ce": {"output_dims": 4}, "triplet": {"margin": 0.3, "weight": 0.1},
+      "center": {"weight": 0.0}}
+
+
+def _save_model(exp, epoch=0, seed=0):
+    from csi.models import build_model
+    torch.manual_seed(seed)
+    model = build_model(HP)
+    (exp / "pt_model").mkdir(parents=True, exist_ok=True)
+    torch.save({"generator": model.state_dict()}, exp / "pt_model" / f"g_{epoch:08d}")
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("eval")
+    exp = root / "exp"
+    (exp / "config").mkdir(parents=True)
+    (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(HP))
+    _save_model(exp)
+    rng = np.random.default_rng(0)
+    records = []
+    for w in range(4):
+        pattern = rng.uniform(-60, 0, 96)
+        for v in range(3):
+            frames = 100 + 10 * v
+            feat = (pattern[None] + rng.normal(0, 60, (frames, 96)) - 20).astype(np.float16)
+            path = root / "feat" / f"w{w}v{v}.npy"
+            path.parent.mkdir(exist_ok=True)
+            np.save(path, feat)
+            records.append({"utt": f"w{w}v{v}", "wav": "", "song": f"work{w}", "feat": str(path), "feat_len": frames})
+    full = root / "full.txt"
+    full.write_text("".join(json.dumps(r) + "\n" for r in records))
+    t = np.arange(16000 * 3) / 16000
+    audio = []
+    for k, f0 in enumerate((220.0, 330.0)):
+        path = root / f"q{k}.wav"
+        sf.write(path, (0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.normal(size=len(t))).astype(np.float32), 16000)
+        audio.append({"utt": f"aq{k}", "wav": str(path), "song": f"work{k}"})
+    corrupt = root / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    audio.append({"utt": "broken", "wav": str(corrupt), "song": "work0"})
+    queries = root / "audio_query.txt"
+    queries.write_text("".join(json.dumps(r) + "\n" for r in audio))
+    return {"root": root, "exp": exp, "full": full, "audio": queries, "records": records}
+
+
+def _run(tiny, *extra, query=None, ref=None, out="out"):
+    out_dir = tiny["root"] / out
+    argv = [str(tiny["exp"]), str(query or tiny["full"]), str(ref or tiny["full"]), "--out_dir", str(out_dir), *extra]
+    rc = eval_testset.main(argv)
+    metrics = json.loads((out_dir / "metrics.json").read_text()) if rc == 0 else None
+    return rc, metrics, out_dir
+
+
+def test_cli_all_vs_all_outputs_and_map(tiny):
+    rc, m, out = _run(tiny, "--plot", "--bootstrap", "50", out="all")
+    assert rc == 0
+    assert m["protocol"] == "all-vs-all" and m["queries_total"] == 12 and m["references"] == 12
+    assert m["queries"] == 12 and m["queries_without_relevant"] == 0 and m["excluded_pairs"] == 12
+    assert m["chunk_frames"] == 40 and m["chunk_s"] == pytest.approx(1.6) and m["failed"] == 0
+    assert {"MAP", "MR1", "P@10", "HR@1", "HR@10", "MAP_ci95"} <= set(m)
+    rows = (out / "per_query.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:5] == ["query", "ap", "first_rank", "n_relevant", "p_at_10"] and len(rows) == 13
+    assert (out / "distance_hist.png").stat().st_size > 1000 and (out / "embedding_pca.png").stat().st_size > 1000
+    assert (out / "eval_testset.yaml").is_file()
+    # the cached embeddings: 100, 110, 120 frames in chunks of 40 -> 3 chunks each
+    cache = out / "embeddings" / m["embedding_key"]
+    emb = np.load(cache / "chunks.npy")
+    index = [json.loads(line) for line in (cache / "index.jsonl").read_text().splitlines()]
+    assert emb.shape == (36, 32) and [e["last"] - e["first"] + 1 for e in index] == [3] * 12
+    # MAP recomputed naively from those embeddings
+    owner = np.concatenate([[k] * 3 for k in range(12)])
+    d = naive_track_distances(emb, owner, 12, emb, owner, 12)
+    songs = [r["song"] for r in tiny["records"]]
+    assert m["MAP"] == pytest.approx(mean_average_precision(d, songs, songs, np.eye(12, dtype=bool)), abs=1e-9)
+
+
+def test_cli_embedding_cache_reuse_and_invalidation(tiny):
+    rc, first, _ = _run(tiny, out="cache")
+    assert rc == 0 and first["embedded_tracks"] == 12 and first["cached_tracks"] == 0
+    rc, again, _ = _run(tiny, out="cache")
+    assert rc == 0 and again["embedded_tracks"] == 0 and again["cached_tracks"] == 12
+    assert again["MAP"] == first["MAP"] and again["embedding_key"] == first["embedding_key"]
+    rc, other, _ = _run(tiny, "--chunk_s", "2.0", out="cache")                # other chunk setting
+    assert rc == 0 and other["embedding_key"] != first["embedding_key"] and other["cached_tracks"] == 0
+    _save_model(tiny["exp"], epoch=1, seed=1)                                   # a new latest checkpoint
+    try:
+        rc, new, _ = _run(tiny, out="cache")
+        assert rc == 0 and new["embedding_key"] != first["embedding_key"]
+        assert new["embedded_tracks"] == 12 and new["cached_tracks"] == 0
+        rc, old, _ = _run(tiny, "--checkpoint", "0", out="cache")
+        assert rc == 0 and old["embedding_key"] == first["embedding_key"] and old["cached_tracks"] == 12
+    finally:
+        (tiny["exp"] / "pt_model" / "g_00000001").unlink()
+
+
+def test_cli_audio_queries_and_corrupt_file(tiny, capsys):
+    rc, m, out = _run(tiny, "--mean_embedding", "--num_workers", "1", query=tiny["audio"], out="audio")
+    assert rc == 0
+    assert m["protocol"] == "query-vs-reference" and m["distance"] == "mean"
+    assert m["queries_total"] == 2 and m["failed"] == 1 and m["failed_queries"] == 1
+    failed = (out / "failed.tsv").read_text().splitlines()
+    assert len(failed) == 2 and failed[1].startswith("broken\tquery\t")
+    assert "MAP" in capsys.readouterr().out
+
+
+def test_cli_query_in_ref_and_distractors(tiny, capsys):
+    root = tiny["root"]
+    bad = root / "qir_bad.txt"
+    bad.write_text("w0v0 w0v1\nnope w0v2\n")
+    rc, _, _ = _run(tiny, "--query_in_ref_path", str(bad), out="qir")
+    assert rc == 1 and "nope" in capsys.readouterr().err
+    good = root / "qir.jsonl"
+    good.write_text('{"query": "w0v0", "ref": "w0v1"}\n["w1v0", "w1v1"]\n')
+    rc, m, out = _run(tiny, "--query_in_ref_path", str(good), out="qir")
+    assert rc == 0 and m["excluded_pairs"] == 14
+    rows = {r.split("\t")[0]: r.split("\t") for r in (out / "per_query.tsv").read_text().splitlines()[1:]}
+    assert rows["w0v0"][3] == "1" and rows["w0v1"][3] == "2"
+    ref_format = root / "qir_ref.txt"
+    ref_format.write_text(json.dumps({"query_in_ref": [[0, 1], [12, 0]]}) + "\n")
+    rc, _, _ = _run(tiny, "--query_in_ref_path", str(ref_format), out="qir")
+    assert rc == 1 and "(12, 0)" in capsys.readouterr().err
+    distractors = root / "distractors.txt"
+    distractors.write_text("".join(json.dumps({"utt": f"noise{k}", "song": "work0", "feat": r["feat"]}) + "\n"
+                                   for k, r in enumerate(tiny["records"][:2])))
+    rc, m, _ = _run(tiny, "--distractors", str(distractors), out="distract")
+    assert rc == 0 and m["references"] == 14 and m["references_distractors"] == 2
+    assert m["mean_relevant_per_query"] == pytest.approx(2.0)     # distractors are never relevant
+
+
+def test_evaluate_map_and_failed_tracks(tiny):
+    import csi
+    model = csi.load_model(tiny["exp"], checkpoint=0)
+    recs = tiny["records"] + [{"utt": "missing", "song": "work0", "feat": str(tiny["root"] / "none.npy"),
+                               "feat_len": 50}]
+    value = evaluate_map(model, recs, recs, 40, 2, batch_size=5)
+    emb = embed_tracks(model, recs, 40, 2, batch_size=5)
+    assert list(emb.failed) == [12] and len(emb.emb) == 36 and 0 < value <= 1
+    owner = emb.owner.numpy()
+    d = naive_track_distances(emb.emb, owner, 12, emb.emb, owner, 12)
+    songs = [r["song"] for r in tiny["records"]]
+    assert value == pytest.approx(mean_average_precision(d, songs, songs, np.eye(12, dtype=bool)))
