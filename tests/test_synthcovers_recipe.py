@@ -49,7 +49,7 @@ def test_demo_recipe_stages_0_2(tmp_path):
               "--exp", str(tmp_path / "exp"), "--train_config", str(tmp_path / "tiny.yaml")]
     r = run_bash([RUN, "--stage", "3", "--stop_stage", "3", "--works", "10", *common])
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "exp" / "pt_model" / "resume.pt").exists()
+    assert (tmp_path / "exp" / "pt_model" / "g_00000000").exists()  # max_steps stops inside epoch 0
     r = run_bash([RUN, "--stage", "6", "--stop_stage", "6", "--works", "10", *common])
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((tmp_path / "exp" / "eval_test" / "metrics.json").read_text())

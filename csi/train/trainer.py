@@ -155,7 +155,8 @@ class Trainer:
         cfg, start = self.cfg, time.time()
         while self.epoch < cfg.max_epochs:
             summary = self._train_epoch(start)
-            if summary is None:  # max_steps reached in the middle of an epoch
+            if summary is None:  # max_steps reached in the middle of an epoch: keep a usable model
+                self._save_epoch(self.epoch)
                 break
             finished = self.epoch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
@@ -203,8 +204,6 @@ class Trainer:
                 if self.ctx.is_main:
                     ckpt.save_resume(self.exp_dir, self.model.state_dict(), self.state())
             if cfg.max_steps and self.step >= cfg.max_steps:
-                if self.ctx.is_main:
-                    ckpt.save_resume(self.exp_dir, self.model.state_dict(), self.state())
                 return None
         seconds = time.time() - t0
         summary = {name: total / max(n_steps, 1) for name, total in losses_sum.items()}
