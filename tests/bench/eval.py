@@ -10,7 +10,10 @@ each track excluded from its own ranking; csi.eval.metrics). Prints one JSON lin
 ``eval_s_1k``, ``eval_s_15k``, ``eval_s_50k`` (wall seconds, load to metrics) and
 ``eval_peak_rss_mb_15k`` (peak resident memory of the 15k process, Python + torch
 included). Target: 15,000 tracks in <= 30 s on 2 CPU cores with <= 4 GB.
-``run()`` returns the dict, for merging with other benchmarks.
+``run()`` returns the dict. The search-index figures of ``tests.bench.index``
+(``index_build_s``, ``index_bytes_per_vector``, ``index_p50_ms``, ``index_p99_ms``,
+``index_recall_at_10``, ``identify_wall_s``) are added to the same line unless
+``--no_index``.
 """
 from __future__ import annotations
 
@@ -95,12 +98,17 @@ def run(sizes=(1000, 15000, 50000)) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 15000, 50000])
+    parser.add_argument("--no_index", action="store_true", help="skip the search-index figures")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(evaluate_stored(args.child)))
         return
-    print(json.dumps(run(args.sizes)))
+    report = run(args.sizes)
+    if not args.no_index:
+        from tests.bench.index import index_benchmark
+        report.update(index_benchmark())
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
