@@ -114,23 +114,6 @@ def chunk_settings(model_dir: Path, chunk_s: float | None, hop_s: float | None) 
             "mean_size": mean_size}
 
 
-def checkpoint_path(model_dir: Path, checkpoint: str | None) -> tuple[Path, str | int]:
-    """The checkpoint file and the name ``csi.load_model`` takes for it."""
-    from csi.train import checkpoint as ckpt
-
-    if checkpoint is None:
-        found = ckpt.epochs(model_dir)
-        if not found:
-            raise EvalError(f"no checkpoint pt_model/g_XXXXXXXX in {model_dir}")
-        name: str | int = found[-1]
-    else:
-        name = int(checkpoint) if checkpoint.isdigit() else checkpoint
-    path = ckpt.pt_dir(model_dir) / (f"g_{name:08d}" if isinstance(name, int) else name)
-    if not path.is_file():
-        raise EvalError(f"checkpoint {path} not found")
-    return path, name
-
-
 def read_records(path: Path, role: str, need_song: bool = True) -> list[dict]:
     from csi.io.manifest import read_manifest
 
@@ -277,7 +260,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.batch_size < 1 or args.bootstrap < 0 or args.num_workers < 0:
         raise EvalError("--batch_size must be >= 1, --bootstrap and --num_workers >= 0")
     settings = chunk_settings(model_dir, args.chunk_s, args.hop_s)
-    ckpt_file, ckpt_name = checkpoint_path(model_dir, args.checkpoint)
+    from csi.train.checkpoint import checkpoint_path
+    try:
+        ckpt_file = checkpoint_path(model_dir, args.checkpoint)
+    except FileNotFoundError as e:
+        raise EvalError(str(e)) from None
+    ckpt_name = ckpt_file.name
     device = resolve_device(args.device)
     if device.type == "cuda":
         import torch

@@ -77,20 +77,14 @@ def record_features(records: Sequence[dict[str, Any]], failed: list[tuple[int, s
     """``(position, feature)`` of each record: its stored ``feat`` (memory-mapped) or, without
     one, the CQT of its ``wav``. Unusable records are logged, appended to ``failed`` as
     ``(position, reason)`` and skipped."""
-    from csi.eval.embed import audio_features
-    from csi.features.store import load_feature
+    from csi.eval.embed import track_features
     from csi.io.audio import AudioError
 
     for i, rec in enumerate(records):
         source = rec.get("feat") or rec.get("wav")
         try:
-            if rec.get("feat"):
-                feat = load_feature(rec["feat"])
-            elif rec.get("wav"):
-                feat = audio_features(rec["wav"])
-            else:
-                raise ValueError("no feat or wav")
-            if feat.ndim != 2 or feat.shape[0] < 1 or (input_dim is not None and feat.shape[1] != input_dim):
+            feat = track_features(rec)
+            if input_dim is not None and feat.shape[1] != input_dim:
                 raise ValueError(f"unexpected feature shape {feat.shape}")
         except (OSError, ValueError, EOFError, AudioError) as e:
             reason = " ".join(str(e).split()) or type(e).__name__

@@ -10,27 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from csi.train.checkpoint import checkpoint_path  # re-exported for the index tools
+
 
 class ModelMismatchError(ValueError):
     """The model does not match the one an index was built with; the message says how."""
-
-
-def checkpoint_path(model_dir: str | os.PathLike, checkpoint: str | int | None = None) -> Path:
-    """The checkpoint file ``load_model`` would use: an epoch number, a file name in
-    ``pt_model/``, or None for the latest epoch."""
-    from csi.train.checkpoint import epochs, pt_dir
-
-    if isinstance(checkpoint, str) and checkpoint.isdigit():
-        checkpoint = int(checkpoint)
-    if checkpoint is None:
-        found = epochs(model_dir)
-        if not found:
-            raise FileNotFoundError(f"no checkpoint pt_model/g_XXXXXXXX in {model_dir}")
-        checkpoint = found[-1]
-    path = pt_dir(model_dir) / (f"g_{checkpoint:08d}" if isinstance(checkpoint, int) else checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {path}")
-    return path
 
 
 def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:

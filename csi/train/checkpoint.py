@@ -123,6 +123,22 @@ def _lists_to_tuples(x):
     return tuple(_lists_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
+def checkpoint_path(model_dir: str | os.PathLike, checkpoint: str | int | None = None) -> Path:
+    """The checkpoint file of ``model_dir``: an epoch number (or its digits), a file name in
+    ``pt_model/`` (e.g. ``g_avg_last5``), or None for the latest epoch."""
+    if isinstance(checkpoint, str) and checkpoint.isdigit():
+        checkpoint = int(checkpoint)
+    if checkpoint is None:
+        found = epochs(model_dir)
+        if not found:
+            raise FileNotFoundError(f"no checkpoint pt_model/g_XXXXXXXX in {model_dir}")
+        checkpoint = found[-1]
+    path = pt_dir(model_dir) / (f"g_{checkpoint:08d}" if isinstance(checkpoint, int) else checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path}")
+    return path
+
+
 def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
                checkpoint: str | int | None = None) -> torch.nn.Module:
     """The model of ``model_dir`` (``config/hparams.yaml`` + ``pt_model/g_XXXXXXXX``) in eval mode.
@@ -135,13 +151,7 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
 
     model_dir = Path(model_dir)
     hp = {k: v for k, v in load_yaml(model_dir / "config" / "hparams.yaml").items() if k in MODEL_KEYS}
-    if checkpoint is None:
-        found = epochs(model_dir)
-        if not found:
-            raise FileNotFoundError(f"no checkpoint pt_model/g_XXXXXXXX in {model_dir}")
-        checkpoint = found[-1]
-    path = pt_dir(model_dir) / (f"g_{checkpoint:08d}" if isinstance(checkpoint, int) else checkpoint)
-    state = torch.load(path, map_location="cpu", weights_only=True)["generator"]
+    state = torch.load(checkpoint_path(model_dir, checkpoint), map_location="cpu", weights_only=True)["generator"]
     ce = hp.get("ce")
     if isinstance(ce, dict) and ce.get("output_dims") in ("auto", 0, None) and "_ce_layer.weight" in state:
         hp["ce"] = dict(ce, output_dims=int(state["_ce_layer.weight"].shape[0]))
