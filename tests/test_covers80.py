@@ -114,3 +114,31 @@ def test_fetch_and_extract(tmp_path):
     else:
         raise AssertionError("fetching a missing URL must fail")
     assert not (tmp_path / "dl" / "x.tgz").exists()
+
+
+def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
+    import json
+
+    import torch
+    import yaml
+
+    from csi.models import build_model
+
+    make_tree(tmp_path / "c80", base_s=3)
+    data = tmp_path / "data"
+    assert run_bash([RUN, "--stage", "1", "--stop_stage", "1", "--covers80_dir", str(tmp_path / "c80"),
+                     "--data", str(data)]).returncode == 0
+    exp = tmp_path / "exp"
+    hp = {"train_path": "unused", "chunk_frame": [50], "mean_size": 2, "m_per_class": 2, "batch_size": 4,
+          "input_dim": 96, "embed_dim": 32, "encoder": {"output_dims": 32, "num_blocks": 1, "attention_dim": 64},
+          "pool_type": "attention", "ce": {"output_dims": 4, "weight": 1.0, "gamma": 2},
+          "triplet": {"margin": 0.3, "weight": 0.1}, "center": {"weight": 0.0}}
+    (exp / "config").mkdir(parents=True)
+    (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp))
+    (exp / "pt_model").mkdir()
+    torch.save({"generator": build_model(hp).state_dict()}, exp / "pt_model" / "g_00000000")
+    r = run_bash([RUN, "--stage", "6", "--stop_stage", "6", "--covers80_dir", str(tmp_path / "c80"),
+                  "--data", str(data), "--exp", str(exp)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((exp / "eval_covers80" / "metrics.json").read_text())
+    assert metrics["queries"] == 3 and metrics["references"] == 3 and "test-set metrics" in r.stderr
