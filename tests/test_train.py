@@ -88,6 +88,9 @@ def test_training_reduces_loss_and_saves_reference_format(tmp_path):
     assert len(saved) == 2 or (len(saved) == 3 and result["best"]["epoch"] in saved)  # keep_last 2 (+ best)
     blob = torch.load(exp / "pt_model" / f"g_{saved[-1]:08d}", weights_only=True)
     assert set(blob) == {"generator"}
+    best = torch.load(exp / "pt_model" / "g_best", weights_only=True)["generator"]
+    of_best_epoch = torch.load(exp / "pt_model" / f"g_{result['best']['epoch']:08d}", weights_only=True)["generator"]
+    assert all(torch.equal(best[k], of_best_epoch[k]) for k in best)
     model = csi.load_model(exp)
     assert not model.training
     emb, logits = model.inference(torch.zeros(2, 30, 96))

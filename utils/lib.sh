@@ -134,12 +134,15 @@ train_stage() {
   mark_done "$exp/.train.done" "$signature"
 }
 
-# Stage 6: `eval_stage MODEL_DIR QUERY REF OUT_DIR [eval_testset options]` evaluates and
-# logs the metrics line; embeddings are cached per checkpoint, so a re-run is cheap.
+# Stage 6: `eval_stage MODEL_DIR QUERY REF OUT_DIR [eval_testset options]` evaluates the
+# checkpoint with the best dev MAP (pt_model/g_best) or else the latest epoch, and logs the
+# metrics line; embeddings are cached per checkpoint, so a re-run is cheap.
 eval_stage() {
   local model=$1 query=$2 ref=$3 out=$4; shift 4
   [ -d "$model/pt_model" ] || die "no trained model in $model: run stage 3 first"
-  run_tool eval_testset "$model" "$query" "$ref" --out_dir "$out" "$@"
+  local checkpoint=()
+  [ -f "$model/pt_model/g_best" ] && checkpoint=(--checkpoint g_best)
+  run_tool eval_testset "$model" "$query" "$ref" --out_dir "$out" "${checkpoint[@]}" "$@"
   log "test-set metrics: $(cat "$out/metrics.json")"
 }
 

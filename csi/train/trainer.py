@@ -144,6 +144,8 @@ class Trainer:
     def _save_epoch(self, finished_epoch: int) -> None:
         if self.ctx.is_main:
             path = ckpt.save_epoch(self.exp_dir, finished_epoch, self.model.state_dict(), self.state())
+            if self.best["epoch"] == finished_epoch:  # the best dev MAP so far, for evaluation
+                ckpt.atomic_save({"generator": self.model.state_dict()}, ckpt.pt_dir(self.exp_dir) / "g_best")
             keep = {self.best["epoch"]} if self.best["epoch"] is not None else set()
             ckpt.prune(self.exp_dir, self.cfg.keep_last, keep)
             (ckpt.pt_dir(self.exp_dir) / "resume.pt").unlink(missing_ok=True)
