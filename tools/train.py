@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only_eval:
             if not resumed:
                 raise TrainingError(f"--only_eval: no checkpoint in {args.exp_dir / 'pt_model'}")
-            log.info("dev MAP: %s", trainer._validate(trainer.epoch))
+            log.info("dev MAP: %s", trainer.validate(trainer.epoch))
             return 0
         result = trainer.train()
         log.info("finished: %d epochs, %d steps, best dev MAP %s at epoch %s, %.1f min",

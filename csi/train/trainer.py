@@ -162,7 +162,7 @@ class Trainer:
                 break
             finished = self.epoch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            maps = self._validate(finished) if finished % cfg.every_n_epoch_to_dev == 0 else {}
+            maps = self.validate(finished) if finished % cfg.every_n_epoch_to_dev == 0 else {}
             self.history.append({"epoch": finished, "step": self.step, **summary, "map": maps})
             stop = self._early_stop(finished, maps)
             if finished % cfg.every_n_epoch_to_save == 0 or stop:
@@ -254,7 +254,8 @@ class Trainer:
         return {name: float(value.detach()) for name, value in losses.items()}
 
     # ---- validation --------------------------------------------------------------------
-    def _validate(self, epoch: int) -> dict[str, float]:
+    def validate(self, epoch: int) -> dict[str, float]:
+        """MAP of every dev set due at ``epoch`` (computed on rank 0, shared with all ranks)."""
         maps: dict[str, float] = {}
         if self.ctx.is_main:
             for name, (queries, refs, dev) in self.dev_sets.items():
