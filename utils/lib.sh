@@ -11,6 +11,14 @@ set -euo pipefail
 CSI_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CSI_ROOT
 
+# Training-process options every recipe accepts (--nproc_per_node 4, --nnodes 2 ...):
+# train_stage runs torchrun when more than one process is asked for.
+nproc_per_node=1  # processes per node (gloo on CPU, nccl on GPU)
+nnodes=1
+node_rank=0
+master_addr=127.0.0.1
+master_port=29500
+
 # Timestamped log line on stderr: `log "message"`.
 log() {
   printf '%s (%s) %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$(basename "${0}")" "$*" >&2
@@ -108,7 +116,7 @@ features_stage() {
 
 # Stage 3/5 for one experiment: `train_stage EXP_DIR CONF [--set KEY=VALUE ...]` writes
 # EXP_DIR/config/hparams.yaml from CONF and the overrides, then trains, through torchrun
-# when nproc_per_node > 1 or nnodes > 1 (variables of the calling recipe). An interrupted
+# when nproc_per_node > 1 or nnodes > 1 (declared above, set by the recipe's options). An interrupted
 # run resumes; a finished one is skipped; a changed config for an existing experiment is
 # refused (choose another --exp).
 train_stage() {
@@ -123,10 +131,10 @@ train_stage() {
   local signature
   signature=$(cksum < "$exp/config/hparams.yaml")
   if already_done "$exp/.train.done" "$signature"; then return 0; fi
-  if [ "${nproc_per_node:-1}" -gt 1 ] || [ "${nnodes:-1}" -gt 1 ]; then
+  if [ "$nproc_per_node" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
     PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m torch.distributed.run \
-      --nproc_per_node "${nproc_per_node:-1}" --nnodes "${nnodes:-1}" --node_rank "${node_rank:-0}" \
-      --master_addr "${master_addr:-127.0.0.1}" --master_port "${master_port:-29500}" \
+      --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" \
+      --master_addr "$master_addr" --master_port "$master_port" \
       -m tools.train "$exp"
   else
     run_tool train "$exp"

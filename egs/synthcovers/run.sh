@@ -19,11 +19,6 @@ train_features=$CSI_ROOT/conf/features/train.yaml
 test_features=$CSI_ROOT/conf/features/test.yaml
 train_config=$CSI_ROOT/conf/train/demo_cpu.yaml
 exp=$recipe/exp/demo_cpu
-nproc_per_node=1  # >1: training through torchrun (gloo on CPU, nccl on GPU)
-nnodes=1
-node_rank=0
-master_addr=127.0.0.1
-master_port=29500
 
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--nproc_per_node N] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
