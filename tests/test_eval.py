@@ -1,5 +1,6 @@
 """Evaluation: retrieval metrics on hand-computed cases, blocked track distances against a
 naive computation, and tools.eval_testset end to end on a tiny model."""
+import itertools
 import json
 import math
 
@@ -10,7 +11,8 @@ import yaml
 
 from csi.eval.distance import ChunkDistances, naive_track_distances, track_mean_embeddings
 from csi.eval.embed import embed_tracks, evaluate_map, track_distances
-from csi.eval.metrics import average_precisions, mean_average_precision, retrieval_metrics
+from csi.eval.metrics import (average_precisions, mean_average_precision, retrieval_metrics, same_source_pairs,
+                              source_of_utt)
 from tools import eval_testset
 
 
@@ -41,12 +43,96 @@ def test_deep_relevant_is_not_truncated():
     assert res.metrics["MR1"] == 30 and res.metrics["HR@10"] == 0 and res.metrics["P@10"] == 0
 
 
-def test_ties_broken_by_reference_index():
-    assert retrieval_metrics(np.full((1, 3), 0.5), ["a"], ["b", "a", "b"]).ap[0] == pytest.approx(0.5)
-    assert retrieval_metrics(np.full((1, 3), 0.5), ["a"], ["a", "b", "b"]).ap[0] == pytest.approx(1.0)
-    # relevant tied with irrelevant ones: ranks 2, 4 and 5
+def _chance_ap(n_refs, n_rel):
+    """Mean AP over every placement of n_rel relevant references among n_refs ranks."""
+    aps = [np.mean([(m + 1) / p for m, p in enumerate(pos)])
+           for pos in itertools.combinations(range(1, n_refs + 1), n_rel)]
+    return float(np.mean(aps))
+
+
+def test_ties_count_as_expected_values_hand_computed():
+    # one relevant among 3 tied: rank 1, 2 or 3 equally likely -> AP = (1 + 1/2 + 1/3) / 3
+    for refs in (["b", "a", "b"], ["a", "b", "b"], ["b", "b", "a"]):
+        res = retrieval_metrics(np.full((1, 3), 0.5), ["a"], refs, hit_ks=(1, 2))
+        assert res.ap[0] == pytest.approx(11 / 18)
+        assert res.first_rank[0] == pytest.approx(2.0) and res.metrics["HR@1"] == pytest.approx(1 / 3)
+        assert res.metrics["HR@2"] == pytest.approx(2 / 3)
+    # 2 relevant among 4 tied at ranks 1-4, then a relevant alone at rank 5: the six placements
+    # of the pair give sum(1/p1 + 2/p2) = 49/6, so the group adds 49/36; the last adds 3/5
     res = retrieval_metrics(np.array([[0.3, 0.3, 0.3, 0.3, 0.9]]), ["a"], ["b", "a", "b", "a", "a"])
-    assert res.ap[0] == pytest.approx((1 / 2 + 2 / 4 + 3 / 5) / 3)
+    assert res.ap[0] == pytest.approx((49 / 36 + 3 / 5) / 3)
+    assert res.first_rank[0] == pytest.approx(5 / 3)            # E[min of 2 of 4 positions] = (4+1)/(2+1)
+    assert res.per_query()[0]["first_rank"] == pytest.approx(5 / 3)
+    # a tie straddling rank 10: 12 references, ranks 9-12 tied, 2 relevant there
+    d = np.array([[*range(8), 9, 9, 9, 9]], dtype=float)
+    res = retrieval_metrics(d, ["a"], ["b"] * 8 + ["a", "b", "a", "b"])
+    assert res.precision_at_10[0] == pytest.approx(2 * (2 / 4) / 10)
+    assert res.metrics["HR@10"] == pytest.approx(1 - (2 / 4) * (1 / 3))   # P(both relevant in ranks 11-12) = 1/6
+
+
+def test_constant_distances_give_chance_whatever_the_order():
+    rng = np.random.default_rng(0)
+    labels = ["a", "a", "b", "c", "c", "c", "d", "b"]
+    # all-vs-all, self excluded: 7 references; "d" (query 6) has no relevant reference
+    want = [_chance_ap(7, sum(lab == q for lab in labels) - 1) if q != "d" else np.nan for q in labels]
+    for _ in range(3):
+        perm = rng.permutation(len(labels))
+        shuffled = [labels[k] for k in perm]
+        res = retrieval_metrics(np.zeros((8, 8)), shuffled, shuffled, np.eye(8, dtype=bool))
+        assert np.allclose(res.ap[np.argsort(perm)], want, equal_nan=True)
+        assert res.metrics["MAP"] == pytest.approx(np.nanmean(want))
+    # the closed form for one query: (H_N + (R-1)(N-H_N)/(N-1)) / N
+    n, r = 40, 5
+    h = sum(1 / j for j in range(1, n + 1))
+    res = retrieval_metrics(np.ones((1, n)), ["a"], ["a"] * r + ["b"] * (n - r))
+    assert res.ap[0] == pytest.approx((h + (r - 1) * (n - h) / (n - 1)) / n)
+    assert res.first_rank[0] == pytest.approx((n + 1) / (r + 1)) and res.metrics["HR@1"] == pytest.approx(r / n)
+
+
+def test_tie_expectations_equal_the_mean_over_every_order():
+    # 12 references in tie groups of 3, 5 and 4 (one reference excluded); every order of the
+    # tied references enumerated (3! 5! 4! rows) and averaged must give the tie-aware values
+    base = np.array([0.1] * 3 + [0.2] * 5 + [0.3] * 4)
+    refs = ["a", "b", "b", "a", "b", "a", "b", "b", "a", "b", "a", "b"]
+    groups = [range(0, 3), range(3, 8), range(8, 12)]
+    excluded = 6
+    rows = []
+    for perms in itertools.product(*(itertools.permutations(g) for g in groups)):
+        d = base.copy()
+        for perm in perms:
+            d[list(perm)] += 1e-3 * np.arange(len(perm))
+        rows.append(d)
+    rows = np.array(rows)
+    mask = np.zeros(rows.shape, dtype=bool)
+    mask[:, excluded] = True
+    enumerated = retrieval_metrics(rows, ["a"] * len(rows), refs, mask, hit_ks=(1, 4, 5, 10))
+    exact = retrieval_metrics(base[None], ["a"], refs, [(0, excluded)], hit_ks=(1, 4, 5, 10))
+    assert exact.ap[0] == pytest.approx(enumerated.metrics["MAP"], abs=1e-12)
+    for key in ("MR1", "P@10", "HR@1", "HR@4", "HR@5", "HR@10"):
+        assert exact.metrics[key] == pytest.approx(enumerated.metrics[key], abs=1e-12), key
+
+
+def test_source_of_utt_and_same_source_pairs():
+    assert source_of_utt("sp_0.9-work1-v0") == "work1-v0" and source_of_utt("work1-v0") == "work1-v0"
+    q = ["w1-v0", "sp_0.9-w1-v0", "w2-v0"]
+    r = ["w1-v0", "sp_1.1-w1-v0", "w1-v1", "w2-v0", "sp_0.9-w2-v1", "w9"]
+    qi, ri = same_source_pairs(q, r)
+    assert qi.dtype == np.int64 and list(zip(qi.tolist(), ri.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 3)]
+    qi, ri = same_source_pairs(q, r, keep_tempo_copies=True)
+    assert list(zip(qi.tolist(), ri.tolist())) == [(0, 0), (2, 3)]
+    qi, ri = same_source_pairs([], r)
+    assert len(qi) == len(ri) == 0
+
+
+def test_tempo_copies_are_not_ranked_by_default():
+    # query w1-v0; its tempo copy is nearest (same work), another version of w1 third
+    utts = ["sp_0.9-w1-v0", "w2-v0", "w1-v1", "w3-v0"]
+    songs = ["w1", "w2", "w1", "w3"]
+    d = np.array([[0.01, 0.2, 0.3, 0.4]])
+    res = retrieval_metrics(d, ["w1"], songs, same_source_pairs(["w1-v0"], utts))
+    assert res.ap[0] == pytest.approx(1 / 2) and res.first_rank[0] == 2 and res.metrics["references"] == 4
+    old = retrieval_metrics(d, ["w1"], songs, same_source_pairs(["w1-v0"], utts, keep_tempo_copies=True))
+    assert old.ap[0] == pytest.approx((1 + 2 / 3) / 2)
 
 
 def test_excluded_pairs_are_not_ranked():
@@ -110,14 +196,18 @@ def test_blocks_rows_provider_and_legacy_api_agree():
         def rows(self, start, stop):
             return d[start:stop]
     assert np.allclose(retrieval_metrics(Rows(), ql, rl, ex, block_size=5).ap, full.ap, equal_nan=True)
-    # brute force: stable argsort (ties by index) of the non-excluded references
+    assert np.allclose(average_precisions(d, ql, rl, ex), full.ap, equal_nan=True)
+    assert mean_average_precision(d, ql, rl, ex) == pytest.approx(np.nanmean(full.ap))
+    # brute force without ties: sort the non-excluded references
+    d = d + rng.permutation(d.size).reshape(d.shape).astype(np.float32) * 1e-4
+    untied = retrieval_metrics(d, ql, rl, ex, block_size=4)
     for i in range(23):
         keep = np.flatnonzero(~ex[i])
         hits = (rl[keep] == ql[i])[np.argsort(d[i, keep], kind="stable")]
         want = (np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)).mean() if hits.any() else np.nan
-        assert np.isclose(full.ap[i], want, equal_nan=True)
-    assert np.allclose(average_precisions(d, ql, rl, ex), full.ap, equal_nan=True)
-    assert mean_average_precision(d, ql, rl, ex) == pytest.approx(np.nanmean(full.ap))
+        assert np.isclose(untied.ap[i], want, equal_nan=True)
+        if hits.any():
+            assert untied.first_rank[i] == np.flatnonzero(hits)[0] + 1
 
 
 def test_bootstrap_is_seeded_and_brackets_map():
@@ -337,3 +427,55 @@ def test_evaluate_map_and_failed_tracks(tiny):
     d = naive_track_distances(emb.emb, owner, 12, emb.emb, owner, 12)
     songs = [r["song"] for r in tiny["records"]]
     assert value == pytest.approx(mean_average_precision(d, songs, songs, np.eye(12, dtype=bool)))
+
+
+def _with_tempo_copies(tiny):
+    """The tiny records plus a near-identical copy ``sp_0.9-<utt>`` of each first version."""
+    root = tiny["root"]
+    path = root / "with_copies.txt"
+    if not path.exists():
+        rng = np.random.default_rng(7)
+        copies = []
+        for r in tiny["records"]:
+            if r["utt"].endswith("v0"):
+                feat = np.load(r["feat"]).astype(np.float32)
+                copy = root / "feat" / f"sp_0.9-{r['utt']}.npy"
+                np.save(copy, (feat + rng.normal(0, 1, feat.shape)).astype(np.float16))
+                copies.append(dict(r, utt=f"sp_0.9-{r['utt']}", feat=str(copy)))
+        path.write_text("".join(json.dumps(r) + "\n" for r in tiny["records"] + copies))
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    source = [u.split("-", 1)[1] if u.startswith("sp_") else u for u in (r["utt"] for r in recs)]
+    same_source = np.array([[a == b for b in source] for a in source])
+    return path, recs, same_source
+
+
+def test_cli_excludes_tempo_copies_unless_asked(tiny):
+    path, recs, same_source = _with_tempo_copies(tiny)
+    rc, m, out = _run(tiny, query=path, ref=path, out="tempo")
+    assert rc == 0 and m["queries_total"] == 16 and m["excluded_pairs"] == 24   # 4 pairs of 2 (x4) + 8 alone
+    cache = out / "embeddings" / m["embedding_key"]
+    emb = np.load(cache / "chunks.npy")
+    index = {e["utt"]: e for e in map(json.loads, (cache / "index.jsonl").read_text().splitlines())}
+    rows = np.concatenate([np.arange(index[r["utt"]]["first"], index[r["utt"]]["last"] + 1) for r in recs])
+    owner = np.concatenate([[k] * (index[r["utt"]]["last"] - index[r["utt"]]["first"] + 1)
+                            for k, r in enumerate(recs)])
+    d = naive_track_distances(emb[rows], owner, 16, emb[rows], owner, 16)
+    songs = [r["song"] for r in recs]
+    assert m["MAP"] == pytest.approx(mean_average_precision(d, songs, songs, same_source), abs=1e-9)
+    rc, old, _ = _run(tiny, "--keep_tempo_copies", query=path, ref=path, out="tempo")
+    assert rc == 0 and old["excluded_pairs"] == 16 and old["cached_tracks"] == 16
+    assert old["MAP"] == pytest.approx(mean_average_precision(d, songs, songs, np.eye(16, dtype=bool)), abs=1e-9)
+    assert old["MAP"] > m["MAP"]              # a copy of the query ranked first is an easy hit
+
+
+def test_dev_map_excludes_tempo_copies(tiny):
+    import csi
+    _, recs, same_source = _with_tempo_copies(tiny)
+    model = csi.load_model(tiny["exp"], checkpoint=0)
+    emb = embed_tracks(model, recs, 40, 2, batch_size=5)
+    d = naive_track_distances(emb.emb, emb.owner.numpy(), 16, emb.emb, emb.owner.numpy(), 16)
+    songs = [r["song"] for r in recs]
+    assert evaluate_map(model, recs, recs, 40, 2, batch_size=5) == pytest.approx(
+        mean_average_precision(d, songs, songs, same_source))
+    assert evaluate_map(model, recs, recs, 40, 2, batch_size=5, keep_tempo_copies=True) == pytest.approx(
+        mean_average_precision(d, songs, songs, np.eye(16, dtype=bool)))

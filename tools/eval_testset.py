@@ -1,6 +1,6 @@
 """Evaluate a model on a test set (stage 6), CoverHunter's command line:
 
-    python3 -m tools.eval_testset MODEL_DIR QUERY_PATH REF_PATH [--query_in_ref_path P]
+    python3 -m tools.eval_testset MODEL_DIR QUERY_PATH REF_PATH [--query_in_ref_path P] [--keep_tempo_copies]
         [--chunk_s S] [--hop_s H] [--mean_embedding] [--batch_size N] [--device D]
         [--num_workers N] [--distractors MANIFEST] [--out_dir DIR] [--checkpoint C]
         [--bootstrap N] [--plot]
@@ -14,8 +14,10 @@ is reported (``failed.tsv``) and left out, never fatal. Each track is cut into c
 tracks is the smallest cosine distance of their chunks, or with ``--mean_embedding`` the
 cosine distance of their averaged chunk embeddings.
 
-Excluded pairs (not ranked): a query and a reference with the same ``utt``, and the pairs of
-``--query_in_ref_path``: JSON lines ``{"query": utt, "ref": utt}`` or ``[utt, utt]``,
+Excluded pairs (not ranked): a query and a reference with the same source recording (the same
+``utt``, or one a tempo copy ``sp_<k>-<utt>`` of the other or both copies of one recording;
+csi.eval.metrics.same_source_pairs; with ``--keep_tempo_copies`` only the same ``utt``), and
+the pairs of ``--query_in_ref_path``: JSON lines ``{"query": utt, "ref": utt}`` or ``[utt, utt]``,
 two-column text ``query_utt ref_utt``, or the reference's ``{"query_in_ref": [[i, j], ...]}``
 (0-based line numbers of the query and reference manifests). An unknown id is an error.
 ``--distractors MANIFEST``: extra references that are never relevant (e.g. Da-TACOS noise).
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref_path", type=Path)
     p.add_argument("--query_in_ref_path", "-query_in_ref_path", type=Path, default=None,
                    help="(query utt, ref utt) pairs that are the same recording: not ranked")
+    p.add_argument("--keep_tempo_copies", action="store_true",
+                   help="rank the tempo copies (sp_<k>-<utt>) of a query's recording; by default they are "
+                        "excluded like the query itself")
     p.add_argument("--chunk_s", type=float, help="chunk length in seconds (default: the model's training chunk)")
     p.add_argument("--hop_s", type=float, help="chunk hop in seconds (default: chunk_s, no overlap)")
     p.add_argument("--mean_embedding", action="store_true", help="compare averaged track embeddings")
@@ -253,7 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from csi.env import write_run_info
     from csi.eval.distance import ChunkDistances, resolve_device, track_mean_embeddings
     from csi.eval.embed import embed_tracks
-    from csi.eval.metrics import retrieval_metrics
+    from csi.eval.metrics import retrieval_metrics, same_source_pairs
 
     t_start = time.time()
     model_dir = args.model_dir
@@ -349,7 +354,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         distances = ChunkDistances(q_emb, q_owner, len(q_keep), r_emb, r_owner, len(r_keep), mode=mode, device=device)
     q_pos = {r["utt"]: i for i, r in enumerate(q_keep)}
     r_pos = {r["utt"]: j for j, r in enumerate(r_keep)}
-    pairs = {(q_pos[u], r_pos[u]) for u in q_pos if u in r_pos}          # the same recording
+    same_q, same_r = same_source_pairs([r["utt"] for r in q_keep], [r["utt"] for r in r_keep],
+                                       keep_tempo_copies=args.keep_tempo_copies)
+    pairs = set(zip(same_q.tolist(), same_r.tolist()))                   # the same source recording
     pairs |= {(q_pos[q], r_pos[r]) for q, r in excluded_utts if q in q_pos and r in r_pos}
     exclude = tuple(np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2).T)
     q_labels = [r["song"] for r in q_keep]

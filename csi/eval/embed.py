@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from csi.data.dataset import chunk_starts, read_chunk
 from csi.eval.distance import ChunkDistances
-from csi.eval.metrics import retrieval_metrics
+from csi.eval.metrics import retrieval_metrics, same_source_pairs
 from csi.features.cqt import mean_pool_frames
 from csi.features.store import load_feature
 
@@ -153,10 +153,13 @@ def track_distances(q_emb: torch.Tensor, q_owner: torch.Tensor, n_queries: int,
 
 
 def evaluate_map(model: torch.nn.Module, queries: Sequence[dict], refs: Sequence[dict], chunk_frames: int,
-                 mean_size: int, batch_size: int = 32, device: torch.device | str = "cpu") -> float:
-    """MAP of ``queries`` against ``refs`` (relevance: same ``song``; a track never ranks
-    itself: pairs with the same ``utt`` are excluded). Tracks whose features cannot be read
-    are left out (and logged)."""
+                 mean_size: int, batch_size: int = 32, device: torch.device | str = "cpu", *,
+                 keep_tempo_copies: bool = False) -> float:
+    """MAP of ``queries`` against ``refs`` (relevance: same ``song``). A query never ranks its
+    own recording: references with the same source recording (itself and its tempo copies
+    ``sp_<k>-<utt>``, csi.eval.metrics.same_source_pairs) are excluded, or with
+    ``keep_tempo_copies=True`` only the identical ``utt``. Tracks whose features cannot be
+    read are left out (and logged)."""
     was_training = model.training
     model.eval()
     try:
@@ -170,10 +173,10 @@ def evaluate_map(model: torch.nn.Module, queries: Sequence[dict], refs: Sequence
     q_emb, q_owner = _renumber(q, keep_q)
     distances = ChunkDistances(q_emb, q_owner, len(keep_q), mode="min", device=device) if same else \
         ChunkDistances(q_emb, q_owner, len(keep_q), *_renumber(r, keep_r), len(keep_r), mode="min", device=device)
-    ref_pos = {refs[j]["utt"]: k for k, j in enumerate(keep_r)}
-    pairs = [(k, ref_pos[queries[i]["utt"]]) for k, i in enumerate(keep_q) if queries[i]["utt"] in ref_pos]
+    exclude = same_source_pairs([queries[i]["utt"] for i in keep_q], [refs[j]["utt"] for j in keep_r],
+                                keep_tempo_copies=keep_tempo_copies)
     result = retrieval_metrics(distances, [queries[i]["song"] for i in keep_q], [refs[j]["song"] for j in keep_r],
-                               exclude=pairs or None)
+                               exclude=exclude)
     return result.metrics["MAP"]
 
 
