@@ -116,21 +116,34 @@ features_stage() {
 
 # Stage 3/5 for one experiment: `train_stage EXP_DIR CONF [--set KEY=VALUE ...]` writes
 # EXP_DIR/config/hparams.yaml from CONF and the overrides, then trains, through torchrun
-# when nproc_per_node > 1 or nnodes > 1 (declared above, set by the recipe's options). An interrupted
-# run resumes; a finished one is skipped; a changed config for an existing experiment is
-# refused (choose another --exp).
+# when nproc_per_node > 1 or nnodes > 1 (declared above, set by the recipe's options).
+# An experiment's inputs are its config and its data: their signature (EXP_DIR/.train.inputs,
+# and the .train.done marker once finished) holds a checksum of the resolved config and of
+# every file a `*_path` key of it names (train_path, each dev set's query_path/ref_path),
+# with the feature-store fingerprint beside each. Same inputs: a finished run is skipped,
+# an interrupted one resumes. Other inputs (config or data changed since EXP_DIR was made):
+# the old experiment is moved aside to EXP_DIR.old-<YYYYmmdd-HHMMSS> with a log line (never
+# resumed on other data, never deleted), and training starts anew in EXP_DIR.
 train_stage() {
   local exp=$1 conf=$2; shift 2
-  mkdir -p "$exp/config"
-  run_tool make_config "$conf" "$exp/config/hparams.yaml.new" "$@"
-  if [ -f "$exp/config/hparams.yaml" ] && ! cmp -s "$exp/config/hparams.yaml" "$exp/config/hparams.yaml.new"; then
-    rm -f "$exp/config/hparams.yaml.new"
-    die "$exp was trained with another config ($exp/config/hparams.yaml); remove it or pass another --exp"
+  local new="$exp.hparams.yaml.new" signature   # beside EXP_DIR: it must not move with an old experiment
+  mkdir -p "$(dirname "$exp")"
+  run_tool make_config "$conf" "$new" "$@"
+  signature=$(_train_signature "$new") || { rm -f "$new"; die "cannot read the data paths of the config made from $conf"; }
+  if already_done "$exp/.train.done" "$signature"; then rm -f "$new"; return 0; fi
+  if [ "$node_rank" -gt 0 ]; then
+    _train_wait_for_node0 "$exp" "$signature"   # node 0 prepares EXP_DIR; the other nodes only join
+    rm -f "$new"
+  else
+    if [ -f "$exp/.train.inputs" ] && [ "$(cat "$exp/.train.inputs")" = "$signature" ]; then
+      log "resuming $exp: same config and data as its interrupted run"
+    elif [ -d "$exp" ] && [ -n "$(ls -A "$exp")" ]; then
+      _train_move_aside "$exp" "$new" "$signature"
+    fi
+    mkdir -p "$exp/config"
+    mv "$new" "$exp/config/hparams.yaml"
+    mark_done "$exp/.train.inputs" "$signature"
   fi
-  mv "$exp/config/hparams.yaml.new" "$exp/config/hparams.yaml"
-  local signature
-  signature=$(cksum < "$exp/config/hparams.yaml")
-  if already_done "$exp/.train.done" "$signature"; then return 0; fi
   if [ "$nproc_per_node" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
     PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m torch.distributed.run \
       --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" \
@@ -139,19 +152,82 @@ train_stage() {
   else
     run_tool train "$exp"
   fi
-  mark_done "$exp/.train.done" "$signature"
+  [ "$node_rank" -gt 0 ] || mark_done "$exp/.train.done" "$signature"
+}
+
+# The inputs of a training config (train_stage): "config <cksum>" and one line per file named
+# by a `*_path` key, "data KEY=PATH <cksum of the file> [fingerprint <cksum>]", where the
+# fingerprint is the feature store's (cqt_feat/fingerprint.json beside the manifest), if any.
+_train_signature() {
+  local config=$1 key path
+  printf 'config %s\n' "$(cksum < "$config")"
+  python3 -c '
+import sys, yaml
+def walk(node, prefix):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            walk(value, f"{prefix}{key}.")
+        elif str(key).endswith("_path") and isinstance(value, str) and value:
+            print(f"{prefix}{key}\t{value}")
+walk(yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}, "")
+' "$config" | while IFS=$'\t' read -r key path; do
+    if [ -f "$path" ]; then
+      printf 'data %s=%s %s' "$key" "$path" "$(cksum < "$path")"
+      if [ -f "$(dirname "$path")/cqt_feat/fingerprint.json" ]; then
+        printf ' fingerprint %s' "$(cksum < "$(dirname "$path")/cqt_feat/fingerprint.json")"
+      fi
+      printf '\n'
+    else
+      printf 'data %s=%s missing\n' "$key" "$path"
+    fi
+  done
+  [ "${PIPESTATUS[0]}" -eq 0 ]
+}
+
+# Move an experiment made from other inputs to EXP.old-<YYYYmmdd-HHMMSS>, logging why.
+_train_move_aside() {
+  local exp=$1 new=$2 signature=$3 old reason line dest k=0
+  old=$(cat "$exp/.train.inputs" 2>/dev/null || cat "$exp/.train.done" 2>/dev/null || true)
+  if [ -f "$exp/config/hparams.yaml" ] && ! cmp -s "$exp/config/hparams.yaml" "$new"; then
+    reason="its config differs"
+  elif ! grep -q '^config ' <<< "$old"; then
+    reason="it has no record of the data it was trained on"
+  else
+    reason="its data changed"
+  fi
+  dest="$exp.old-$(date +%Y%m%d-%H%M%S)"
+  while [ -e "$dest" ]; do k=$((k + 1)); dest="$exp.old-$(date +%Y%m%d-%H%M%S)-$k"; done
+  mv "$exp" "$dest"
+  log "$exp was made from other inputs ($reason): moved aside to $dest; training anew"
+  while IFS= read -r line; do
+    if [ -n "$line" ] && ! grep -qxF -- "$line" <<< "$signature"; then log "  was: $line"; fi
+  done <<< "$old"
+  while IFS= read -r line; do
+    if ! grep -qxF -- "$line" <<< "$old"; then log "  now: $line"; fi
+  done <<< "$signature"
+}
+
+# Nodes other than 0 of a multi-node run wait (up to an hour) for node 0 to record the same inputs.
+_train_wait_for_node0() {
+  local exp=$1 signature=$2 waited=0
+  until [ -f "$exp/.train.inputs" ] && [ "$(cat "$exp/.train.inputs")" = "$signature" ]; do
+    [ "$waited" -lt 3600 ] || die "node $node_rank: $exp/.train.inputs does not match this node's config and data after ${waited}s (node 0 prepares the experiment)"
+    sleep 5; waited=$((waited + 5))
+  done
 }
 
 # Stage 6: `eval_stage MODEL_DIR QUERY REF OUT_DIR [eval_testset options]` evaluates the
-# checkpoint with the best dev MAP (pt_model/g_best) or else the latest epoch, and logs the
-# metrics line; embeddings are cached per checkpoint, so a re-run is cheap.
+# checkpoint with the best dev MAP (pt_model/g_best) or else the latest epoch beside chance
+# and the non-learned baselines (--baselines all), and logs the table of their metrics;
+# embeddings are cached per checkpoint, so a re-run is cheap.
 eval_stage() {
   local model=$1 query=$2 ref=$3 out=$4; shift 4
   [ -d "$model/pt_model" ] || die "no trained model in $model: run stage 3 first"
-  local checkpoint=()
+  local checkpoint=() line
   [ -f "$model/pt_model/g_best" ] && checkpoint=(--checkpoint g_best)
-  run_tool eval_testset "$model" "$query" "$ref" --out_dir "$out" "${checkpoint[@]}" "$@"
-  log "test-set metrics: $(cat "$out/metrics.json")"
+  run_tool eval_testset "$model" "$query" "$ref" --out_dir "$out" --baselines all "${checkpoint[@]}" "$@"
+  log "test-set metrics ($out/metrics.json):"
+  while IFS= read -r line; do log "  $line"; done < "$out/metrics_table.txt"
 }
 
 # Run a python tool module from the toolkit: `run_tool make_manifest --arg ...`.
