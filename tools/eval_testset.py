@@ -3,7 +3,7 @@
     python3 -m tools.eval_testset MODEL_DIR QUERY_PATH REF_PATH [--query_in_ref_path P] [--keep_tempo_copies]
         [--chunk_s S] [--hop_s H] [--mean_embedding] [--batch_size N] [--device D]
         [--num_workers N] [--distractors MANIFEST] [--out_dir DIR] [--checkpoint C]
-        [--bootstrap N] [--plot]
+        [--bootstrap N] [--plot] [--baselines NAMES|all]
 
 QUERY_PATH / REF_PATH are manifests (JSON lines with ``utt``, ``song`` and ``feat`` (stored
 CQT) or ``wav`` (CQT computed on the fly)). The same file for both is the all-vs-all
@@ -31,6 +31,13 @@ inclusive), where ``key`` hashes the checkpoint file and the chunk settings, so 
 are reused only for the same model, settings and unchanged source files; failed tracks
 are not cached, so they are tried again), and with
 ``--plot`` ``distance_hist.png`` and ``embedding_pca.png``.
+
+``--baselines chroma_mean,2dftm,...|all`` evaluates non-learned reference systems
+(csi.eval.baselines: chance, chroma_mean, 2dftm, mean_cqt) on the same records, labels and
+excluded pairs from their stored features (records with audio only: every system but chance
+is skipped, saying so); ``metrics.json`` gets ``"chance"`` and ``"baselines": {name:
+{MAP, MR1, P@10, HR@1, HR@10, ...}}``, and the table model | chance | baselines is printed
+and written to ``metrics_table.txt``.
 """
 from __future__ import annotations
 
@@ -78,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamplings for a 95%% CI of MAP")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--plot", action="store_true", help="write distance_hist.png and embedding_pca.png")
+    p.add_argument("--baselines", default="", metavar="NAMES",
+                   help="also evaluate non-learned reference systems on the same records and excluded pairs "
+                        "(comma-separated names or 'all'; csi.eval.baselines; they read stored features)")
     return p
 
 
@@ -264,6 +274,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = args.model_dir
     if args.batch_size < 1 or args.bootstrap < 0 or args.num_workers < 0:
         raise EvalError("--batch_size must be >= 1, --bootstrap and --num_workers >= 0")
+    if args.baselines:
+        from csi.eval.baselines import BaselineError, resolve_systems
+        try:
+            resolve_systems(args.baselines)
+        except BaselineError as e:
+            raise EvalError(f"--baselines: {e}") from None
     settings = chunk_settings(model_dir, args.chunk_s, args.hop_s)
     from csi.train.checkpoint import checkpoint_path
     try:
@@ -384,6 +400,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = retrieval_metrics(distances, q_labels, r_labels, exclude, query_ids=[r["utt"] for r in q_keep],
                                bootstrap=args.bootstrap, seed=args.seed, on_block=on_block)
     metrics_s = time.time() - t0
+    baselines, skipped = {}, {}
+    if args.baselines:          # the same records, labels and excluded pairs as the model
+        from csi.eval.baselines import baselines_beside_model
+        baselines, skipped = baselines_beside_model(args.baselines, q_keep, r_keep, q_labels, r_labels, exclude)
 
     # outputs
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -404,6 +424,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "time_total_s": round(time.time() - t_start, 3),
     })
     from csi.io.manifest import atomic_write_text
+    if args.baselines:
+        from csi.eval.baselines import metrics_entries, summary_table
+        summary.update(metrics_entries(baselines, skipped))
+        table = summary_table(f"model ({ckpt_name})", result.metrics, baselines, skipped)
+        atomic_write_text(out_dir / "metrics_table.txt", table + "\n")
     atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=1, default=_json_default) + "\n")
     r_utts = [r["utt"] for r in r_keep]
     result.write_tsv(out_dir / "per_query.tsv", extra={
@@ -427,6 +452,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     line = result.summary_line()
     print(f"eval_testset {args.query_path.name} vs {args.ref_path.name}: {line}"
           + (f"  failed {len(failed)}" if failed else ""))
+    if args.baselines:
+        print(table)
     print(json.dumps({k: summary[k] for k in result.metrics}, default=_json_default))
     log.info("wrote %s", out_dir)
     return summary

@@ -1,11 +1,13 @@
-"""Test-set MAP of a trained model against non-learned reference points. From the repo root:
+"""Test-set MAP of a trained model beside chance and the non-learned baselines. From the repo root:
 
     python3 -m tests.bench.demo_map EXP_DIR QUERY_FULL_TXT [REF_FULL_TXT]
 
 Prints one JSON line: ``model_map`` (chunks of the model's first chunk length, distance =
-min over chunk pairs), ``mean_cqt_cosine_map`` (cosine of time-averaged CQT), ``chance_map``
-(random ranking), and the numbers of queries and references. Query and reference default
-to the same file (all-vs-all, a track never ranks itself).
+min over chunk pairs), ``chance_map`` (exact expectation of a random ranking), one
+``<name>_map`` per baseline of ``csi.eval.baselines`` (``chroma_mean_map``, ``2dftm_map``,
+``mean_cqt_map``: mean CQT, not key-invariant), and the numbers of queries and references.
+Query and reference default to the same file (all-vs-all); a query never ranks its own
+recording or its tempo copies.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 
 import csi
 from csi.config import load_yaml
-from csi.eval.baseline import chance_map, mean_cqt_map
+from csi.eval.baselines import evaluate_baselines
 from csi.eval.embed import evaluate_map
 from csi.io.manifest import read_manifest
 from csi.train.config import parse_hparams
@@ -34,12 +36,10 @@ def main() -> None:
     refs = read_manifest(args.ref) if args.ref else queries
     model = csi.load_model(args.exp_dir)
     chunk = int(hp.chunk_frame[0]) * hp.mean_size
-    print(json.dumps({
-        "model_map": round(evaluate_map(model, queries, refs, chunk, hp.mean_size), 4),
-        "mean_cqt_cosine_map": round(mean_cqt_map(queries, refs), 4),
-        "chance_map": round(chance_map(queries, refs), 4),
-        "queries": len(queries), "refs": len(refs),
-    }))
+    figures = {"model_map": round(evaluate_map(model, queries, refs, chunk, hp.mean_size), 4)}
+    for name, metrics in evaluate_baselines(queries, refs, "all").items():
+        figures[f"{name}_map"] = round(metrics["MAP"], 4)
+    print(json.dumps({**figures, "queries": len(queries), "refs": len(refs)}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""The registry of non-learned reference systems, chosen by name.
+
+Each system except ``chance`` summarises a track by one vector computed from its stored
+feature (``vector(feat_db, layout)``) and compares vectors with ``compare(q, r)`` →
+(queries, refs) distances (smaller is closer). ``chance`` has neither: its metrics are the
+exact expectation of a random ranking (``csi.eval.baselines.chance``).
+
+Serra's cross-recurrence Qmax (Serra, Serra & Andrzejak 2009) is not implemented: it
+aligns every pair of tracks (quadratic in track length and in collection size), which does
+not fit a quick reference row beside the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from csi.eval.baselines.chroma import BaselineError, CqtLayout
+from csi.eval.baselines.chroma_mean import chroma_mean_vector, shift_min_cosine_distances
+from csi.eval.baselines.ftm2d import euclidean_distances, ftm2d_vector
+from csi.eval.baselines.mean_cqt import cosine_distances, mean_cqt_vector
+
+VectorFn = Callable[[np.ndarray, CqtLayout], np.ndarray]
+CompareFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A reference system: ``name`` (registry key), ``title`` (what it is, for tables),
+    per-track ``vector``, vector ``compare`` (None for ``chance``), and whether its input
+    must fold into 12 pitch classes (``needs_chroma``)."""
+    name: str
+    title: str
+    vector: VectorFn | None
+    compare: CompareFn | None
+    needs_chroma: bool = False
+
+
+BASELINES: dict[str, Baseline] = {}
+
+
+def register(baseline: Baseline) -> Baseline:
+    if baseline.name in BASELINES:
+        raise ValueError(f"baseline {baseline.name!r} registered twice")
+    BASELINES[baseline.name] = baseline
+    return baseline
+
+
+def baseline_names() -> list[str]:
+    """Registered names, in table order."""
+    return list(BASELINES)
+
+
+def get_baseline(name: str) -> Baseline:
+    if name not in BASELINES:
+        raise BaselineError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)} (or all)")
+    return BASELINES[name]
+
+
+def resolve_systems(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Names from ``"all"``, ``"chroma_mean,2dftm"`` or a list of such strings; checked, in
+    the order given, without repeats."""
+    items = [spec] if isinstance(spec, str) or spec is None else list(spec)
+    names: list[str] = []
+    for item in items:
+        for name in (item or "all").split(","):
+            name = name.strip()
+            if not name:
+                continue
+            for n in (baseline_names() if name == "all" else [get_baseline(name).name]):
+                if n not in names:
+                    names.append(n)
+    return names
+
+
+register(Baseline("chance", "random ranking (expected)", None, None))
+register(Baseline("chroma_mean", "key-invariant mean chroma",
+                  lambda feat, layout: chroma_mean_vector(feat, layout.fmin), shift_min_cosine_distances,
+                  needs_chroma=True))
+register(Baseline("2dftm", "2D Fourier transform magnitude",
+                  lambda feat, layout: ftm2d_vector(feat, layout.fmin), euclidean_distances, needs_chroma=True))
+register(Baseline("mean_cqt", "mean CQT (not key-invariant)",
+                  lambda feat, layout: mean_cqt_vector(feat), cosine_distances))
