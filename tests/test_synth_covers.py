@@ -1,5 +1,6 @@
 """The offline demo corpus (tools/make_synth_covers.py, csi/demo): determinism, manifests,
-versions that differ like covers yet share their melody."""
+versions that differ like covers yet share their melody, the split by work-id hash and
+the disjoint timbre pools of train and val/test works."""
 from __future__ import annotations
 
 import hashlib
@@ -18,24 +19,29 @@ pytest.importorskip("tinysoundfont")
 
 import soundfile as sf  # noqa: E402
 
-from csi.demo import DemoDependencyError, arrange, check_dependencies, extract, synth  # noqa: E402
-from csi.demo.score import Note, Score, melody_intervals, similarity  # noqa: E402
+from csi.demo import (DemoDependencyError, arrange, check_dependencies, corpus, effects, extract,  # noqa: E402
+                      render, synth)
+from csi.demo.score import Note, Score, Timed, melody_intervals, similarity  # noqa: E402
 from csi.io.manifest import read_manifest  # noqa: E402
-from tools.make_synth_covers import main  # noqa: E402
+from tools.make_synth_covers import main, parse_args  # noqa: E402
 
-WORKS = 3
-MAX_DUR = 30.0
+WORKS = 6
+FRACTIONS = {"val": 0.15, "test": 0.15}  # 6 works: 2 train, 2 val, 2 test
+TRAIN_VERSIONS = (2, 3)
+MAX_DUR = 24.0
 OUT = "corpus"  # relative, so two runs in different directories give identical manifests
 PITCH = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+ARGS = ["--works", str(WORKS), "--max_dur", str(MAX_DUR), "--val_fraction", str(FRACTIONS["val"]),
+        "--test_fraction", str(FRACTIONS["test"]), "--train_versions", "%d-%d" % TRAIN_VERSIONS,
+        "--max_versions", "3", "--no_progress"]
 
 
-def _generate(where: Path, seed: int, cache: Path) -> Path:
+def _generate(where: Path, seed: int, cache: Path, nj: int = 1) -> Path:
     where.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()
     os.chdir(where)
     try:
-        rc = main(["--out", OUT, "--works", str(WORKS), "--seed", str(seed), "--nj", "1",
-                   "--max_dur", str(MAX_DUR), "--cache_dir", str(cache), "--no_progress"])
+        rc = main(["--out", OUT, "--seed", str(seed), "--nj", str(nj), "--cache_dir", str(cache), *ARGS])
     finally:
         os.chdir(cwd)
     assert rc == 0
@@ -60,6 +66,11 @@ def run_b(tmp_path_factory, cache, run_a) -> Path:  # same seed, warm cache
 @pytest.fixture(scope="module")
 def run_c(tmp_path_factory, cache, run_a) -> Path:
     return _generate(tmp_path_factory.mktemp("c"), 1, cache)
+
+
+@pytest.fixture(scope="module")
+def run_d(tmp_path_factory, cache, run_a) -> Path:  # same seed, two worker processes
+    return _generate(tmp_path_factory.mktemp("d"), 0, cache, nj=2)
 
 
 def _records(out: Path) -> list[dict]:
@@ -97,6 +108,12 @@ def test_same_seed_same_bytes(run_a, run_b):
     assert _checksums(run_a) == _checksums(run_b)
 
 
+def test_nj_does_not_change_the_output(run_a, run_d):
+    for name in ("dataset.txt", "query.txt", "ref.txt"):
+        assert (run_a / name).read_text() == (run_d / name).read_text()
+    assert _checksums(run_a) == _checksums(run_d)
+
+
 def test_other_seed_other_corpus(run_a, run_c):
     assert (run_a / "dataset.txt").read_text() != (run_c / "dataset.txt").read_text()
     assert set(_checksums(run_a).values()).isdisjoint(_checksums(run_c).values())
@@ -115,22 +132,30 @@ def test_manifests_are_valid(run_a):
         assert re.fullmatch(r"[A-Za-z0-9._-]+", rec["utt"]) and rec["utt"] == f"{rec['song']}-{rec['version']}"
         assert rec["wav"] == os.path.join(OUT, "audio", rec["song"], f"{rec['version']}.flac")
         info = sf.info(str(run_a.parent / rec["wav"]))
-        assert (info.format, info.subtype, info.channels, info.samplerate) == ("FLAC", "PCM_16", 1, 22050)
+        assert (info.format, info.subtype, info.channels, info.samplerate) == ("FLAC", "PCM_16", 1, 16000)
         assert abs(info.duration - rec["dur_s"]) <= 1e-3
         assert 5.0 < rec["dur_s"] <= MAX_DUR
-        for key in ("title", "kind", "source", "transpose", "key", "tempo_bpm", "programs", "structure",
-                    "phrases", "gain_db", "snr_db"):
+        for key in ("split", "pool", "title", "kind", "source", "transpose", "key", "tempo_bpm", "ensemble",
+                    "programs", "lead_octave", "doubling", "structure", "phrases", "effects", "gain_db", "noise",
+                    "snr_db"):
             assert key in rec
     meta = yaml.safe_load((run_a / "make_synth_covers.yaml").read_text())
-    assert "music21" in meta["environment"]["packages"] and meta["summary"]["works"] == 3
+    assert "music21" in meta["environment"]["packages"]
+    summary = meta["summary"]
+    assert summary["works"] == WORKS and sum(summary["works_by_kind"].values()) == WORKS
+    assert summary["works_by_split"] == {"train": 2, "val": 2, "test": 2}
+    assert sum(summary["tracks_by_split"].values()) == len(records) == summary["tracks"]
 
 
 def test_versions_per_work(run_a, run_c):
     for out in (run_a, run_c):
-        counts = {}
+        counts, split = {}, {}
         for rec in _records(out):
             counts[rec["song"]] = counts.get(rec["song"], 0) + 1
-        assert all(2 <= c <= 4 for c in counts.values()), counts
+            split[rec["song"]] = rec["split"]
+        for song, c in counts.items():
+            lo, hi = TRAIN_VERSIONS if split[song] == "train" else (2, 3)
+            assert lo <= c <= hi, (song, split[song], c)
 
 
 # ---------------------------------------------------------------- covers: differ, yet the same tune
@@ -161,19 +186,19 @@ def _expected_lead(rec: dict) -> list[int]:
     best: dict[float, int] = {}
     for n in notes:
         best[n.onset] = max(best.get(n.onset, 0), n.pitch)
-    return [best[t] + rec["transpose"] for t in sorted(best)]
+    return [best[t] + rec["transpose"] + 12 * rec["lead_octave"] for t in sorted(best)]
 
 
 def test_versions_share_the_melody(run_a, cache):
     records = {r["utt"]: r for r in _records(run_a)}
-    specs, _ = synth.choose_works(WORKS, 0, cache)
-    cfg = synth.settings(OUT, 0, max_dur=MAX_DUR)
+    specs, _ = synth.choose_works(WORKS, 0, cache, **{f"{k}_fraction": v for k, v in FRACTIONS.items()})
+    cfg = synth.settings(OUT, 0, max_dur=MAX_DUR, max_versions=3, train_versions=TRAIN_VERSIONS)
     for spec in specs:
         versions = synth.arrange_work(spec, cfg)
         for ver in versions:
             rec = records[f"{spec.work_id}-{ver.version_id}"]
-            planned = (ver.source, ver.info["transpose"], ver.info["phrases"])
-            assert planned == (rec["source"], rec["transpose"], rec["phrases"])
+            planned = (ver.source, ver.info["transpose"], ver.info["phrases"], ver.info["programs"])
+            assert planned == (rec["source"], rec["transpose"], rec["phrases"], rec["programs"])
             got, want = _lead(ver.performance), _expected_lead(rec)
             assert len(got) >= 8 and got == want[:len(got)]  # the tail may be cut at --max_dur
         # different member scores of a work are variants of one tune (key-invariant)
@@ -229,7 +254,10 @@ def test_too_many_works_is_a_clear_error(tmp_path, cache, capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--works", "0"], ["--works", "3", "--min_versions", "1"],
+    ["--works", "0"], ["--works", "3", "--min_versions", "1"], ["--works", "al"],
+    ["--works", "3", "--val_fraction", "1.5"], ["--works", "3", "--val_fraction", "0.5", "--test_fraction", "0.5"],
+    ["--works", "3", "--train_versions", "1-4"], ["--works", "3", "--train_versions", "5-4"],
+    ["--works", "3", "--train_versions", "x"],
     ["--works", "3", "--min_versions", "4", "--max_versions", "3"],
     ["--works", "3", "--sr", "100"], ["--works", "3", "--nj", "0"], ["--works", "3", "--seed", "-1"], ["--works", "x"],
 ])
@@ -247,3 +275,241 @@ def test_missing_package_names_the_install_script(monkeypatch):
                         lambda name, *a: None if name == "tinysoundfont" else real(name, *a))
     with pytest.raises(DemoDependencyError, match="bash utils/install.sh"):
         check_dependencies()
+
+
+def test_works_all_and_version_ranges_parse(tmp_path):
+    args = parse_args(["--out", str(tmp_path), "--works", "all", "--train_versions", "6"])
+    assert args.works is None and args.train_versions == (6, 6) and args.max_dur == 60.0 and args.sr == 16000
+    assert parse_args(["--out", str(tmp_path), "--works", "5"]).train_versions == (4, 8)
+
+
+# ---------------------------------------------------------------- split by work-id hash
+
+def test_split_is_recorded_and_follows_the_work_id_hash(run_a):
+    for rec in _records(run_a):
+        assert rec["split"] == synth.work_split(rec["song"], FRACTIONS["val"], FRACTIONS["test"])
+        assert rec["pool"] == ("train" if rec["split"] == "train" else "heldout")
+
+
+def test_split_by_hash_is_stable_across_works_and_seeds(cache):
+    seen: dict[str, str] = {}
+    for works, seed in ((6, 0), (12, 0), (20, 1)):
+        specs, _ = synth.choose_works(works, seed, cache, val_fraction=0.1, test_fraction=0.2)
+        assert len(specs) == works
+        quotas = synth.split_quotas(works, 0.1, 0.2)
+        assert {x: sum(s.split == x for s in specs) for x in synth.SPLITS} == quotas
+        for s in specs:
+            assert s.split == synth.work_split(s.work_id, 0.1, 0.2)
+            assert seen.setdefault(s.work_id, s.split) == s.split
+    assert len(seen) > 20  # the runs overlap only partly, yet agree on every shared work
+    # the hash itself: fixed numbers, independent of anything else
+    assert synth.work_split("essen-a0004", 0.1, 0.2) == synth.work_split("essen-a0004", 0.1, 0.2)
+    fractions = [synth._unit_hash(f"work-{i}") for i in range(2000)]
+    assert 0.17 < np.mean(np.array(fractions) < 0.2) < 0.23
+
+
+def test_split_quotas_give_two_works_to_every_split_asked_for():
+    assert synth.split_quotas(12, 0.1, 0.2) == {"train": 8, "val": 2, "test": 2}
+    assert synth.split_quotas(400, 0.1, 0.2) == {"train": 280, "val": 40, "test": 80}
+    assert synth.split_quotas(10, 0.0, 0.2) == {"train": 8, "val": 0, "test": 2}
+
+
+def _spec(i: int, split: str) -> synth.WorkSpec:
+    return synth.WorkSpec(i, f"w{i}", "essen", "", ("a", "b"), split)
+
+
+def test_empty_or_single_work_split_is_an_error():
+    specs = [_spec(0, "train"), _spec(1, "train"), _spec(2, "test"), _spec(3, "test"), _spec(4, "val")]
+    with pytest.raises(synth.SplitError, match="split 'val' .*has 1 work"):
+        synth.check_splits(specs, 0.1, 0.2, "--works all")
+    with pytest.raises(synth.SplitError, match="split 'val' .*has 0 works"):
+        synth.check_splits(specs[:4], 0.1, 0.2, "--works all")
+    synth.check_splits(specs[:4], 0.0, 0.2, "--works all")  # fraction 0: the split is not asked for
+
+
+@pytest.mark.parametrize("works,fractions,split", [("5", ("0.1", "0.2"), "train"), ("3", ("0.1", "0.2"), "train")])
+def test_too_few_works_for_the_splits_is_a_clear_error(tmp_path, cache, capsys, works, fractions, split):
+    rc = main(["--out", str(tmp_path / "x"), "--works", works, "--val_fraction", fractions[0],
+               "--test_fraction", fractions[1], "--cache_dir", str(cache), "--no_progress"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"split {split!r}" in err and "at least 2" in err
+    assert not (tmp_path / "x" / "dataset.txt").exists()
+
+
+# ---------------------------------------------------------------- timbre pools
+
+def test_pools_share_no_program_effect_or_noise():
+    assert not set(arrange.pool_programs("train")) & set(arrange.pool_programs("heldout"))
+    assert set(effects.EFFECTS["train"]) & set(effects.EFFECTS["heldout"]) == {"reverb"}
+    assert not set(effects.NOISES["train"]) & set(effects.NOISES["heldout"])
+    families = {pool: {p // 8 for p in arrange.pool_programs(pool)} for pool in effects.POOLS}
+    assert families["train"] & families["heldout"] == {4}  # basses: 32-37 train, 38-39 (synth) held out
+    assert {p for p in arrange.pool_programs("heldout") if p // 8 == 4} == {38, 39}
+
+
+def test_every_pool_program_sounds_across_its_role_range():
+    """Each program of each role renders a non-silent note over the role's pitch range in
+    TimGM6mb (a missing sample would render silence); doublings use lead programs."""
+    silent = []
+    for pool in effects.POOLS:
+        for role, (lo, hi) in arrange.ROLE_RANGE.items():
+            for program in arrange.pool_programs(pool, role):
+                for pitch in sorted({*range(lo, hi + 1, 6), hi}):
+                    if render.program_rms(program, pitch) <= 1e-4:
+                        silent.append((pool, role, program, pitch))
+    assert not silent
+
+
+def _used_programs(rec: dict) -> list[int]:
+    return rec["programs"] + ([rec["doubling"]["program"]] if rec["doubling"] else [])
+
+
+def test_records_use_only_their_pool(run_a, run_c):
+    for rec in _records(run_a) + _records(run_c):
+        pool = "train" if rec["split"] == "train" else "heldout"
+        assert rec["pool"] == pool
+        assert set(_used_programs(rec)) <= set(arrange.pool_programs(pool)), rec["utt"]
+        assert 1 <= len(rec["effects"]) <= 2 and {e["name"] for e in rec["effects"]} <= set(effects.EFFECTS[pool])
+        assert rec["noise"] in (*effects.NOISES[pool], "none") and (rec["noise"] == "none") == (rec["snr_db"] is None)
+
+
+def test_pool_draws_cover_the_pool_and_nothing_else(cache):
+    """Many arrangements and effect draws: every choice stays in its pool and the pools'
+    ensembles, effects and noises all occur."""
+    specs, _ = synth.choose_works(WORKS, 0, cache, **{f"{k}_fraction": v for k, v in FRACTIONS.items()})
+    for pool, split in (("train", "train"), ("heldout", "test")):
+        spec = next(s for s in specs if s.split == split)
+        score = extract.load_score(spec.members[0])
+        ensembles, programs, octaves, doublings = set(), set(), set(), 0
+        rng = np.random.default_rng(0)
+        for i in range(60):
+            choice = arrange.work_choices(rng, 1, pool)[0]
+            _, info = arrange.arrange(score, choice, np.random.default_rng(i), max_dur=MAX_DUR, min_dur=12.0)
+            ensembles.add(info["ensemble"])
+            programs.update(_used_programs(info))
+            octaves.add(info["lead_octave"])
+            doublings += info["doubling"] is not None
+        assert ensembles == set(arrange.POOL_ENSEMBLES[pool]) | {"mixed"}
+        assert programs <= set(arrange.pool_programs(pool)) and len(programs) > 10
+        assert octaves == {-1, 0, 1} and 5 < doublings < 40
+        names, noises = set(), set()
+        for i in range(200):
+            rng = np.random.default_rng(i)
+            names.update(e["name"] for e in effects.draw_chain(pool, rng, 16000))
+            noises.add(str(rng.choice(effects.NOISES[pool])))
+        assert names == set(effects.EFFECTS[pool]) and noises == set(effects.NOISES[pool])
+
+
+def test_lead_octave_and_doubling_are_rendered(cache):
+    """The lead channel plays the melody an octave off when lead_octave says so, and a
+    doubling channel plays every lead note an octave from it, at the same time."""
+    specs, _ = synth.choose_works(WORKS, 0, cache, **{f"{k}_fraction": v for k, v in FRACTIONS.items()})
+    score = extract.load_score(specs[0].members[0])
+    checked = set()
+    for i in range(40):
+        choice = arrange.work_choices(np.random.default_rng(i), 1, "heldout")[0]
+        perf, info = arrange.arrange(score, choice, np.random.default_rng(i), max_dur=MAX_DUR, min_dur=12.0)
+        if info["doubling"] is None:
+            continue
+        lead_chan = min(perf.programs)
+        double_chan = max(perf.programs)
+        assert perf.programs[double_chan] == info["doubling"]["program"]
+        lead = sorted((n.start, n.pitch) for n in perf.notes if n.channel == lead_chan)
+        double = sorted((n.start, n.pitch - 12 * info["doubling"]["octave"]) for n in perf.notes
+                        if n.channel == double_chan)
+        assert lead == double
+        checked.add(info["lead_octave"])
+    assert len(checked) >= 2
+
+
+# ---------------------------------------------------------------- effects, noises, rendering
+
+def test_effects_keep_length_and_do_what_they_say():
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    low, mid, high = (np.sin(2 * np.pi * f * t) for f in (100.0, 1000.0, 6000.0))
+
+    def gain(effect, x):
+        y = effects.apply(x, effect, sr)
+        assert y.shape == x.shape and np.all(np.isfinite(y))
+        return np.sqrt(np.mean(y[sr // 2:] ** 2) / np.mean(x[sr // 2:] ** 2))
+
+    band = {"name": "bandpass", "low_hz": 300.0, "high_hz": 3400.0, "order": 4}
+    assert gain(band, mid) > 0.8 and gain(band, low) < 0.1 and gain(band, high) < 0.1
+    lowpass = {"name": "lowpass", "cutoff_hz": 2000.0, "order": 4}
+    assert gain(lowpass, mid) > 0.9 and gain(lowpass, high) < 0.05
+    reshp = {"name": "reshighpass", "cutoff_hz": 500.0, "q": 4.0}
+    assert gain(reshp, low) < 0.1 and gain(reshp, high) > 0.9
+    reshp_at = {"name": "reshighpass", "cutoff_hz": 1000.0, "q": 4.0}
+    assert gain(reshp_at, mid) > 3.0  # the resonance
+    tilt = {"name": "tilt", "db_per_octave": 3.0}
+    assert gain(tilt, high) > 2.0 and gain(tilt, low) < 0.35  # +7.8 and -10 dB
+    clip = effects.apply(mid, {"name": "softclip", "drive": 6.0}, sr)
+    assert np.max(np.abs(clip)) <= 1.0 + 1e-9 and np.mean(np.abs(clip)) > np.mean(np.abs(mid)) * 1.2
+    for effect in ({"name": "comb", "delay_ms": 5.0, "feedback": 0.7},
+                   {"name": "reverb", "rt60_s": 1.0, "wet": 0.4, "predelay_ms": 10.0, "seed": 3},
+                   {"name": "bells", "bells": [{"freq_hz": 1000.0, "gain_db": 9.0, "q": 1.0}]}):
+        assert 0.1 < gain(effect, mid) < 4.0
+    rng = np.random.default_rng(0)
+    for pool in effects.POOLS:  # every drawn chain replays from its manifest description
+        for _ in range(20):
+            chain = effects.draw_chain(pool, rng, sr)
+            y = effects.apply_chain(mid, chain, sr)
+            assert np.all(np.isfinite(y)) and np.array_equal(y, effects.apply_chain(mid, chain, sr))
+
+
+def test_noises_have_their_colour():
+    from scipy import signal
+
+    sr = 16000
+    rng = np.random.default_rng(1)
+
+    def slope(kind):  # dB per octave between 100-200 Hz and 1.6-3.2 kHz
+        y, params = effects.noise(kind, 20 * sr, rng, sr)
+        f, p = signal.welch(y, sr, nperseg=4096)
+        lo, hi = p[(f >= 100) & (f < 200)].mean(), p[(f >= 1600) & (f < 3200)].mean()
+        return 10 * np.log10(hi / lo) / 4, params
+
+    assert abs(slope("white")[0]) < 0.5
+    assert -4.0 < slope("pink")[0] < -2.0
+    assert -7.5 < slope("brown")[0] < -4.5
+    y, params = effects.noise("hum", sr, rng, sr)
+    assert params["mains_hz"] in (50, 60) and 3 <= params["harmonics"] <= 8
+    spectrum = np.abs(np.fft.rfft(y))
+    assert np.argmax(spectrum) == params["mains_hz"]  # 1 s of audio: bin k is k Hz
+
+
+def test_shared_synth_renders_like_a_fresh_one():
+    """One synth per process renders channel after channel; output must be byte-identical
+    to a fresh synth's whatever was rendered before (this is what keeps --nj irrelevant)."""
+    sr = 16000
+    rng = np.random.default_rng(5)
+    jobs = []
+    for k in range(6):
+        notes = [Timed(round(float(rng.uniform(0, 2.5)), 3), round(float(rng.uniform(0.05, 1.0)), 3),
+                       int(rng.integers(40, 90)), int(rng.integers(40, 120)), k) for _ in range(30)]
+        jobs.append((notes, k, int(rng.choice(arrange.pool_programs("train") + arrange.pool_programs("heldout")))))
+    fresh = []
+    for notes, chan, program in jobs:
+        render._SYNTHS.clear()
+        fresh.append(render._render_channel(notes, chan, program, 3 * sr, sr))
+    render._SYNTHS.clear()
+    for (notes, chan, program), want in reversed(list(zip(jobs, fresh))):
+        assert np.array_equal(render._render_channel(notes, chan, program, 3 * sr, sr), want)
+
+
+def test_score_cache_round_trips(cache):
+    specs, _ = synth.choose_works(WORKS, 0, cache, **{f"{k}_fraction": v for k, v in FRACTIONS.items()})
+    for spec in specs[:3]:
+        src = spec.members[0]
+        assert extract.score_from_json(extract.score_to_json(extract.parse_score(src))) == extract.parse_score(src)
+    assert extract._score_dir is not None and any(extract._score_dir.glob("*.json"))
+
+
+def test_exclusive_members():
+    cat = {"chorale": [], "essen": [], "single": [],
+           "folk": [corpus.Candidate("folk", "a", "A", ("x", "y")), corpus.Candidate("folk", "b", "B", ("y", "z")),
+                    corpus.Candidate("folk", "c", "C", ("y", "w", "v"))]}
+    out = corpus.exclusive(cat)
+    assert [c.members for c in out["folk"]] == [("x", "y"), ("w", "v")]

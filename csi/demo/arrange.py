@@ -8,34 +8,90 @@ import numpy as np
 
 from .score import Note, Performance, Score, Timed, estimate_key, key_name
 
-# General MIDI programs (0-based) per role; a version draws one program per part.
-ENSEMBLES: dict[str, dict[str, tuple[int, ...]]] = {
-    "piano": {"lead": (0, 1), "inner": (0,), "bass": (0,), "comp": (0, 1)},
-    "organ": {"lead": (19, 16), "inner": (19, 16), "bass": (19,), "comp": (19, 16)},
-    "strings": {"lead": (40, 48), "inner": (41, 48, 49), "bass": (42, 43), "comp": (48, 49)},
-    "brass": {"lead": (56,), "inner": (60, 57), "bass": (58, 57), "comp": (61, 60)},
-    "winds": {"lead": (73, 68, 71), "inner": (71, 68, 69), "bass": (70,), "comp": (71, 69)},
-    "choir": {"lead": (52, 53), "inner": (52, 53), "bass": (52,), "comp": (52, 53)},
-    "guitar": {"lead": (24, 25), "inner": (24, 25), "bass": (32,), "comp": (24, 25)},
-    "band": {"lead": (65, 66, 22, 21), "inner": (4, 5), "bass": (33, 34), "comp": (4, 0, 16)},
-    "folk": {"lead": (40, 73, 21, 22, 110, 78), "inner": (46, 24), "bass": (32, 42), "comp": (46, 24, 25, 0)},
-    "mallets": {"lead": (11, 12, 8), "inner": (11, 0), "bass": (32,), "comp": (0, 88)},
+# General MIDI programs (0-based) per role, by timbre pool: the programs of the train pool
+# and of the held-out pool come from different GM families, so val/test works sound
+# through instruments no train work uses. Train: piano 0-7, guitar 24-31, bass 32-37,
+# strings 40-47, ensemble 48-55, brass 56-63, pipe 72-79, synth pad 88-95, ethnic 104-111.
+# Held-out: chromatic percussion 8-15, organ 16-23, reed 64-71, synth lead 80-87, synth
+# bass 38-39. A version draws one program per part from one
+# ensemble of its pool, or from the whole pool ("mixed").
+POOL_ENSEMBLES: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
+    "train": {
+        "piano": {"lead": (0, 1, 2), "inner": (0, 1), "bass": (0, 1), "comp": (0, 1, 2)},
+        "keys": {"lead": (4, 5, 6), "inner": (4, 5), "bass": (33, 34), "comp": (4, 5, 6, 7)},
+        "guitar": {"lead": (24, 25, 26, 27, 29), "inner": (24, 25), "bass": (32, 33, 34), "comp": (24, 25, 26, 27)},
+        "strings": {"lead": (40, 41, 44), "inner": (41, 48, 49), "bass": (42, 43), "comp": (45, 46, 48, 49)},
+        "choir": {"lead": (52, 53), "inner": (52, 53), "bass": (52,), "comp": (50, 51, 52, 53)},
+        "brass": {"lead": (56, 59, 61), "inner": (57, 60, 61), "bass": (57, 58), "comp": (61, 62, 63)},
+        "pipes": {"lead": (72, 73, 74, 75, 79), "inner": (73, 74, 75), "bass": (32, 43), "comp": (46, 48, 25)},
+        "pads": {"lead": (73, 40, 61, 4), "inner": (88, 89, 91), "bass": (35, 36), "comp": (88, 89, 90, 91, 93)},
+        "ethnic": {"lead": (104, 105, 106, 107, 109, 110, 111), "inner": (104, 107, 110), "bass": (32, 35),
+                   "comp": (105, 107, 108, 46)},
+        "folk": {"lead": (110, 73, 74, 109, 105), "inner": (46, 24, 25), "bass": (32, 42, 43),
+                 "comp": (46, 24, 25, 105)},
+    },
+    "heldout": {
+        "organ": {"lead": (16, 17, 18, 19), "inner": (16, 19, 20), "bass": (16, 19), "comp": (16, 17, 19)},
+        "reeds": {"lead": (64, 65, 66, 68, 71), "inner": (65, 66, 69, 71), "bass": (67, 70), "comp": (65, 66, 69, 71)},
+        "mallets": {"lead": (8, 9, 11, 12, 13, 14), "inner": (11, 12), "bass": (38, 39), "comp": (8, 10, 11, 12, 15)},
+        "synth": {"lead": (80, 81, 82, 83, 84, 85, 86, 87), "inner": (80, 81, 87), "bass": (38, 39),
+                  "comp": (16, 18, 81)},
+        "squeezebox": {"lead": (21, 22, 23), "inner": (21, 23), "bass": (19, 70), "comp": (21, 23)},
+        "musicbox": {"lead": (10, 14, 15, 9), "inner": (8, 11), "bass": (38, 70), "comp": (10, 13, 15)},
+    },
 }
-GM_NAMES = {
-    0: "acoustic grand piano", 1: "bright piano", 4: "electric piano 1", 5: "electric piano 2",
-    8: "celesta", 11: "vibraphone", 12: "marimba", 16: "drawbar organ", 19: "church organ",
-    21: "accordion", 22: "harmonica", 24: "nylon guitar", 25: "steel guitar", 32: "acoustic bass",
-    33: "fingered bass", 34: "picked bass", 40: "violin", 41: "viola", 42: "cello", 43: "contrabass",
-    46: "harp", 48: "string ensemble", 49: "slow strings", 52: "choir aahs", 53: "voice oohs",
-    56: "trumpet", 57: "trombone", 58: "tuba", 60: "french horn", 61: "brass section", 65: "alto sax",
-    66: "tenor sax", 68: "oboe", 69: "english horn", 70: "bassoon", 71: "clarinet", 73: "flute",
-    78: "whistle", 88: "new age pad", 110: "fiddle",
-}
+ROLES = ("lead", "inner", "bass", "comp")
+# pitches a role may play (folded by octaves into the range); every program of a role
+# sounds in TimGM6mb across it (tests/test_synth_covers.py checks)
+ROLE_RANGE = {"lead": (36, 96), "inner": (36, 84), "bass": (28, 72), "comp": (36, 84)}
+MIXED = "mixed"
+
+
+def pool_programs(pool: str, role: str | None = None) -> tuple[int, ...]:
+    """Every program of ``pool`` (for one ``role``, or all roles), sorted."""
+    roles = ROLES if role is None else (role,)
+    return tuple(sorted({p for ens in POOL_ENSEMBLES[pool].values() for r in roles for p in ens[r]}))
+
+
+def ensemble_table(pool: str, ensemble: str) -> dict[str, tuple[int, ...]]:
+    """Role -> programs of ``ensemble`` in ``pool``; ``mixed`` is the whole pool per role."""
+    if ensemble == MIXED:
+        return {r: pool_programs(pool, r) for r in ROLES}
+    return POOL_ENSEMBLES[pool][ensemble]
+
+
+GM_NAMES = (
+    "acoustic grand piano", "bright acoustic piano", "electric grand piano", "honky-tonk piano",
+    "electric piano 1", "electric piano 2", "harpsichord", "clavinet",
+    "celesta", "glockenspiel", "music box", "vibraphone", "marimba", "xylophone", "tubular bells", "dulcimer",
+    "drawbar organ", "percussive organ", "rock organ", "church organ", "reed organ", "accordion", "harmonica",
+    "tango accordion",
+    "nylon guitar", "steel guitar", "jazz guitar", "clean electric guitar", "muted electric guitar",
+    "overdriven guitar", "distortion guitar", "guitar harmonics",
+    "acoustic bass", "fingered bass", "picked bass", "fretless bass", "slap bass 1", "slap bass 2",
+    "synth bass 1", "synth bass 2",
+    "violin", "viola", "cello", "contrabass", "tremolo strings", "pizzicato strings", "orchestral harp", "timpani",
+    "string ensemble 1", "string ensemble 2", "synth strings 1", "synth strings 2", "choir aahs", "voice oohs",
+    "synth voice", "orchestra hit",
+    "trumpet", "trombone", "tuba", "muted trumpet", "french horn", "brass section", "synth brass 1", "synth brass 2",
+    "soprano sax", "alto sax", "tenor sax", "baritone sax", "oboe", "english horn", "bassoon", "clarinet",
+    "piccolo", "flute", "recorder", "pan flute", "blown bottle", "shakuhachi", "whistle", "ocarina",
+    "square lead", "sawtooth lead", "calliope lead", "chiff lead", "charang lead", "voice lead", "fifths lead",
+    "bass + lead",
+    "new age pad", "warm pad", "polysynth pad", "choir pad", "bowed pad", "metallic pad", "halo pad", "sweep pad",
+    "rain", "soundtrack", "crystal", "atmosphere", "brightness", "goblins", "echoes", "sci-fi",
+    "sitar", "banjo", "shamisen", "koto", "kalimba", "bagpipe", "fiddle", "shanai",
+    "tinkle bell", "agogo", "steel drums", "woodblock", "taiko drum", "melodic tom", "synth drum", "reverse cymbal",
+    "guitar fret noise", "breath noise", "seashore", "bird tweet", "telephone ring", "helicopter", "applause",
+    "gunshot",
+)
+DOUBLING_PROB = 0.3
+LEAD_OCTAVE_PROB = 0.3
 PATTERNS = ("block", "pad", "arpeggio", "oompah", "alberti")
 TRANSPOSES = tuple(range(-5, 7))
 TEMPO_FACTORS = tuple(round(0.70 + 0.05 * i, 2) for i in range(15))  # 0.70 .. 1.40
-VELOCITY = {"lead": 100, "inner": 76, "bass": 84, "comp": 66}
-LEVEL_DB = {"lead": 0.0, "inner": -5.0, "bass": -6.0, "comp": -7.0}  # RMS relative to the melody
+VELOCITY = {"lead": 100, "inner": 76, "bass": 84, "comp": 66, "double": 88}
+LEVEL_DB = {"lead": 0.0, "inner": -5.0, "bass": -6.0, "comp": -7.0, "double": -4.0}  # RMS relative to the melody
 
 # Diatonic triads (root offset, chord tones) from the tonic, with a prior preference.
 _CHORDS = {
@@ -54,17 +110,18 @@ class VersionChoice:
     tempo_factor: float
     ensemble: str
     pattern: str
+    pool: str = "train"
 
 
-def work_choices(rng: np.random.Generator, n_versions: int) -> list[VersionChoice]:
-    """Distinct transpositions and tempi for the versions of a work; ensembles and
-    accompaniment patterns rotate through a shuffled list."""
+def work_choices(rng: np.random.Generator, n_versions: int, pool: str = "train") -> list[VersionChoice]:
+    """Distinct transpositions and tempi for the versions of a work; ensembles of ``pool``
+    (and ``mixed``) and accompaniment patterns rotate through a shuffled list."""
     transposes = rng.choice(TRANSPOSES, size=n_versions, replace=False)
     tempi = rng.choice(TEMPO_FACTORS, size=n_versions, replace=False)
-    ensembles = [str(e) for e in rng.permutation(sorted(ENSEMBLES))]
+    ensembles = [str(e) for e in rng.permutation(sorted(POOL_ENSEMBLES[pool]) + [MIXED])]
     patterns = [str(p) for p in rng.permutation(PATTERNS)]
     return [VersionChoice(int(transposes[v]), float(tempi[v]), ensembles[v % len(ensembles)],
-                          patterns[v % len(patterns)]) for v in range(n_versions)]
+                          patterns[v % len(patterns)], pool) for v in range(n_versions)]
 
 
 # ---------------------------------------------------------------- accompaniment
@@ -229,6 +286,37 @@ def apply_structure(notes, phrases, order) -> tuple[list[Note], float]:
     return out, cursor
 
 
+# ---------------------------------------------------------------- instrumentation
+
+def _lead_octave(lead: list[int], rng: np.random.Generator) -> int:
+    """-1, 0 or +1: with probability LEAD_OCTAVE_PROB the melody moves an octave (the
+    drawn direction, else the other) if it stays within the lead range and register."""
+    if not lead or rng.random() >= LEAD_OCTAVE_PROB:
+        return 0
+    want = int(rng.choice([-1, 1]))
+    lo, hi = ROLE_RANGE["lead"]
+    centre = float(np.mean(lead))
+    for k in (want, -want):
+        if lo <= min(lead) + 12 * k and max(lead) + 12 * k <= hi and 52 <= centre + 12 * k <= 88:
+            return k
+    return 0
+
+
+def _doubling(lead: list[int], lead_octave: int, lead_program: int, pool: str,
+              rng: np.random.Generator) -> dict | None:
+    """With probability DOUBLING_PROB, a second lead program of ``pool`` doubling the
+    melody an octave up or down (whichever fits the lead range, the drawn one first)."""
+    if not lead or rng.random() >= DOUBLING_PROB:
+        return None
+    program = int(rng.choice([p for p in pool_programs(pool, "lead") if p != lead_program]))
+    want = int(rng.choice([-1, 1]))
+    lo, hi = ROLE_RANGE["lead"]
+    for k in (want, -want):
+        if lo <= min(lead) + 12 * (lead_octave + k) and max(lead) + 12 * (lead_octave + k) <= hi:
+            return {"program": program, "octave": k}
+    return None
+
+
 # ---------------------------------------------------------------- one version
 
 def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, chorale: bool = False,
@@ -264,19 +352,27 @@ def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, ch
     centre = float(np.mean(mel)) + shift if mel else 70.0
     shift += -12 if centre > 80 else 12 if centre < 56 else 0
 
-    ensemble = ENSEMBLES[choice.ensemble]
-    programs = [int(rng.choice(ensemble[r])) for r in roles]
-    channels = [min(i if i < 9 else i + 1, 15) for i in range(len(roles))]  # 9 is drums
+    table = ensemble_table(choice.pool, choice.ensemble)
+    programs = [int(rng.choice(table[r])) for r in roles]
+    lead = [n.pitch + shift for n in notes if n.part == 0]
+    lead_octave = _lead_octave(lead, rng)
+    doubling = _doubling(lead, lead_octave, programs[0], choice.pool, rng)
+    parts = roles + (["double"] if doubling else [])
+    channels = [min(i if i < 9 else i + 1, 15) for i in range(len(parts))]  # 9 is drums
+    if doubling:
+        notes = notes + [Note(n.onset, n.dur, n.pitch + 12 * doubling["octave"], len(roles))
+                         for n in notes if n.part == 0]
     timed = []
-    jitter: dict[tuple[int, float], float] = {}  # one timing offset per part and onset: chords stay together
+    jitter: dict[tuple[int, float], float] = {}  # one offset per part and onset: chords stay together
     for n in notes:
-        role = roles[n.part]
-        pitch = n.pitch + shift
-        while pitch < 28:
+        role = parts[n.part]
+        pitch = n.pitch + shift + (12 * lead_octave if role in ("lead", "double") else 0)
+        lo, hi = ROLE_RANGE["lead" if role == "double" else role]
+        while pitch < lo:
             pitch += 12
-        while pitch > 108:
+        while pitch > hi:
             pitch -= 12
-        at = (n.part, round(n.onset, 6))
+        at = (0 if role == "double" else n.part, round(n.onset, 6))  # a doubling plays with the lead
         if at not in jitter:
             jitter[at] = float(np.clip(rng.normal(0.0, 0.006), -0.012, 0.012))
         start = max(0.0, n.onset * spq + jitter[at])
@@ -284,17 +380,21 @@ def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, ch
         timed.append(Timed(round(start, 4), round(max(n.dur * spq, 0.03), 4), pitch, vel, channels[n.part]))
     duration = min(length * spq + 1.5, max_dur)
     timed = [t for t in timed if t.start < duration - 0.5]
-    levels = {c: round(LEVEL_DB[r] + float(rng.uniform(-2.0, 2.0)), 2) for c, r in zip(channels, roles)}
-    perf = Performance(notes=timed, programs=dict(zip(channels, programs)), levels_db=levels, duration=duration)
+    levels = {c: round(LEVEL_DB[r] + float(rng.uniform(-2.0, 2.0)), 2) for c, r in zip(channels, parts)}
+    all_programs = programs + ([doubling["program"]] if doubling else [])
+    perf = Performance(notes=timed, programs=dict(zip(channels, all_programs)), levels_db=levels, duration=duration)
     info = {
         "transpose": shift,
         "key": key_name(tonic + shift, mode),
         "tempo_bpm": round(bpm / pulse, 1),
         "beat_quarters": pulse,
         "tempo_factor": choice.tempo_factor,
+        "pool": choice.pool,
         "ensemble": choice.ensemble,
         "programs": programs,
-        "instruments": [GM_NAMES.get(p, f"program {p}") for p in programs],
+        "instruments": [GM_NAMES[p] for p in programs],
+        "lead_octave": lead_octave,
+        "doubling": doubling and {**doubling, "instrument": GM_NAMES[doubling["program"]]},
         "accompaniment": pattern,
         "structure": edit,
         "plays": plays,

@@ -28,6 +28,7 @@ import tempfile
 import zipfile
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .score import melody_intervals, similarity
@@ -87,14 +88,19 @@ def prepare_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
 
 def configure_music21(cache_dir: Path) -> None:
     """Point music21's scratch directory (its parse cache) at ``cache_dir`` for this process
-    only: the in-memory environment is changed, ~/.music21rc is neither read nor written."""
+    only: the in-memory environment is changed, ~/.music21rc is neither read nor written.
+    Extracted Scores are cached beside it (:func:`csi.demo.extract.set_score_cache`)."""
     from music21 import environment
 
+    from . import extract
+
     environment.Environment()["directoryScratch"] = str(cache_dir)
+    extract.set_score_cache(Path(cache_dir) / f"csi_demo_scores_{_fingerprint()}_v{extract.SCORE_CACHE_VERSION}")
 
 
 # ---------------------------------------------------------------- discovery
 
+@lru_cache(maxsize=1)
 def _fingerprint() -> str:
     root = corpus_root()
     h = hashlib.sha1(f"{CATALOG_VERSION} {CHORALE_RUN} {sorted(SIM_THRESHOLD.items())} "
@@ -121,6 +127,22 @@ def discover(cache_dir: Path) -> dict[str, list[Candidate]]:
     catalog = {"chorale": groups, "essen": _essen_groups(), "folk": _folk_groups(), "single": singles}
     _atomic_json(path, {k: [asdict(c) for c in v] for k, v in catalog.items()})
     return catalog
+
+
+def exclusive(catalog: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
+    """The catalog with every member score in one candidate only: a score listed by several
+    (a folk tune under two titles) stays with the first, in kind then catalog order, so
+    a work's members never depend on which other works were chosen."""
+    seen: set[str] = set()
+    out: dict[str, list[Candidate]] = {}
+    for kind in (*KINDS, "single"):
+        out[kind] = []
+        for c in catalog[kind]:
+            members = tuple(m for m in c.members if m not in seen)
+            seen.update(members)
+            if len(members) >= (1 if kind == "single" else 2):
+                out[kind].append(Candidate(c.kind, c.key, c.title, members))
+    return out
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -342,6 +364,20 @@ class Validator:
     @staticmethod
     def key(cand: Candidate) -> str:
         return f"{cand.kind}/{cand.key}/{'|'.join(cand.members)}"
+
+    def knows(self, cand: Candidate) -> bool:
+        return cand.kind not in SIM_THRESHOLD or self.key(cand) in self.known
+
+    def fetch(self, cands, mapper=map, progress=None) -> None:
+        """Validate the candidates not known yet through ``mapper`` (``map``, or a worker
+        pool's ``imap`` to run in parallel); ``progress`` wraps the result iterator."""
+        todo = [c for c in dict.fromkeys(cands) if not self.knows(c)]
+        results = mapper(validate, todo)
+        if progress is not None:
+            results = progress(results, total=len(todo))
+        for c, kept in zip(todo, results):
+            self.store(c, kept)
+        self.save()
 
     def store(self, cand: Candidate, kept: tuple[str, ...]) -> None:
         self.known[self.key(cand)] = list(kept)

@@ -3,15 +3,50 @@ merged, fermatas, bars, beat and tempo."""
 from __future__ import annotations
 
 import bisect
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from .corpus import satb_parts, abc_tunes, corpus_root, read_text
 from .score import Note, Score
 
+SCORE_CACHE_VERSION = 1
+_score_dir: Path | None = None  # on-disk Score cache, set by :func:`set_score_cache`
+
+
+def set_score_cache(path: str | os.PathLike | None) -> None:
+    """Keep extracted Scores as JSON in ``path`` (None: memory only). A warm cache means
+    no music21 parse at all; the files are a pure function of the corpus and this code."""
+    global _score_dir
+    _score_dir = Path(path) if path else None
+    if _score_dir is not None:
+        _score_dir.mkdir(parents=True, exist_ok=True)
+
 
 @lru_cache(maxsize=64)
 def load_score(source: str) -> Score:
+    """The :class:`Score` of ``source``: from the on-disk cache, else parsed with music21."""
+    path = _score_dir / f"{hashlib.sha1(source.encode()).hexdigest()[:24]}.json" if _score_dir else None
+    if path is not None and path.exists():
+        try:
+            return score_from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged entry is parsed again
+    score = parse_score(source)
+    if path is not None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(score_to_json(score), f, separators=(",", ":"))
+        os.replace(tmp, path)
+    return score
+
+
+def parse_score(source: str) -> Score:
     """Parse ``source`` with music21 and return it as a :class:`Score`."""
     from music21 import converter
 
@@ -19,10 +54,44 @@ def load_score(source: str) -> Score:
     path = corpus_root() / rel
     if ordinal:
         tunes = abc_tunes(read_text(path))
-        parsed = converter.parse(tunes[int(ordinal) - 1], format="abc")
+        with _no_beaming():
+            parsed = converter.parse(tunes[int(ordinal) - 1], format="abc")
     else:
         parsed = converter.parse(path)
     return score_from_music21(parsed, source, satb_only=rel.startswith("bach/"))
+
+
+@contextlib.contextmanager
+def _no_beaming():
+    """music21's ABC import beams every part (half its parse time); beams are notation
+    only and never reach a Score, so they are skipped while parsing, in this process."""
+    from music21 import stream
+
+    original = stream.Stream.makeBeams
+
+    def no_beams(self, *, inPlace=False, **kwargs):  # noqa: N803 (music21's keyword)
+        return None if inPlace else self
+
+    stream.Stream.makeBeams = no_beams
+    try:
+        yield
+    finally:
+        stream.Stream.makeBeams = original
+
+
+def score_to_json(score: Score) -> dict:
+    return {"source": score.source, "title": score.title,
+            "notes": [[n.onset, n.dur, n.pitch, n.part] for n in score.notes],
+            "part_names": list(score.part_names), "measure_starts": list(score.measure_starts),
+            "phrase_ends": list(score.phrase_ends), "beat": score.beat, "tempo_bpm": score.tempo_bpm}
+
+
+def score_from_json(d: dict) -> Score:
+    return Score(source=d["source"], title=d["title"],
+                 notes=tuple(Note(float(o), float(du), int(p), int(pt)) for o, du, p, pt in d["notes"]),
+                 part_names=tuple(d["part_names"]), measure_starts=tuple(float(x) for x in d["measure_starts"]),
+                 phrase_ends=tuple(float(x) for x in d["phrase_ends"]), beat=float(d["beat"]),
+                 tempo_bpm=None if d["tempo_bpm"] is None else float(d["tempo_bpm"]))
 
 
 def score_from_music21(parsed, source: str, satb_only: bool = False) -> Score:

@@ -1,5 +1,5 @@
 """Performance -> audio with tinysoundfont and pretty_midi's General MIDI soundfont, then
-level and noise, then an atomic 16-bit FLAC write."""
+effects, level and noise, then an atomic 16-bit FLAC write."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from . import effects
 from .score import Performance
 
 TAIL_FADE_S = 1.0
@@ -44,13 +45,38 @@ def synthesize(perf: Performance, sr: int) -> np.ndarray:
     return mix.astype(np.float32)
 
 
+_SYNTHS: dict[int, tuple] = {}  # sample rate -> (Synth, soundfont id), one per process
+_FLUSH_BLOCK = 64
+
+
+def _synth(sr: int):
+    """This process's synth at ``sr`` with the soundfont loaded (parsing TimGM6mb takes
+    ~10 ms, more than rendering a short channel, so it is done once)."""
+    if sr not in _SYNTHS:
+        from tinysoundfont.synth import Synth
+
+        synth = Synth(samplerate=sr)
+        _SYNTHS[sr] = (synth, synth.sfload(_soundfont_bytes(str(soundfont_path()))))
+    return _SYNTHS[sr]
+
+
+def _flush(sr: int) -> None:
+    """Silence every voice of the shared synth so the next channel starts as from a fresh
+    one (byte-identical output, see tests); a synth that will not fall silent is dropped."""
+    synth, _ = _SYNTHS[sr]
+    synth.sounds_off()
+    scratch = np.zeros((_FLUSH_BLOCK, 2), dtype=np.float32)
+    for _ in range(64):
+        synth.generate_simple(_FLUSH_BLOCK, buffer=memoryview(scratch).cast("B"))
+        if not scratch.any():
+            return
+    del _SYNTHS[sr]
+
+
 def _render_channel(notes, chan: int, program: int, total: int, sr: int) -> np.ndarray:
     """One channel through tinysoundfont; note events are applied at exact samples between
     blocks of ``generate_simple``, so the result is deterministic."""
-    from tinysoundfont.synth import Synth
-
-    synth = Synth(samplerate=sr)
-    sfid = synth.sfload(_soundfont_bytes(str(soundfont_path())))
+    synth, sfid = _synth(sr)
     synth.program_select(chan, sfid, 0, program, is_drums=False)
     events = []  # (sample, 0=off/1=on, key, velocity)
     for n in notes:
@@ -63,24 +89,37 @@ def _render_channel(notes, chan: int, program: int, total: int, sr: int) -> np.n
     events.sort()
     out = np.zeros((total, 2), dtype=np.float32)
     pos = 0
-    for sample, kind, key, vel in events:
-        if sample > pos:
-            synth.generate_simple(sample - pos, buffer=memoryview(out[pos:sample]).cast("B"))
-            pos = sample
-        if kind:
-            synth.noteon(chan, key, vel)
-        else:
-            synth.noteoff(chan, key)
-    if pos < total:
-        synth.generate_simple(total - pos, buffer=memoryview(out[pos:total]).cast("B"))
+    try:
+        for sample, kind, key, vel in events:
+            if sample > pos:
+                synth.generate_simple(sample - pos, buffer=memoryview(out[pos:sample]).cast("B"))
+                pos = sample
+            if kind:
+                synth.noteon(chan, key, vel)
+            else:
+                synth.noteoff(chan, key)
+        if pos < total:
+            synth.generate_simple(total - pos, buffer=memoryview(out[pos:total]).cast("B"))
+    finally:
+        _flush(sr)
     return (out[:, 0].astype(np.float64) + out[:, 1]) * 0.5
 
 
-def finish(audio: np.ndarray, sr: int, gain_db: float, snr_db: float | None, noise: str,
-           rng: np.random.Generator) -> np.ndarray:
-    """Fade the tail, normalise the peak to -1 dBFS, apply ``gain_db`` and add white or
-    pink noise at ``snr_db`` (signal power over noise power) when given."""
-    y = audio.astype(np.float64)
+def program_rms(program: int, pitch: int, sr: int = 16000, velocity: int = 90) -> float:
+    """RMS of one half-second note of GM ``program`` at ``pitch`` (0 = the soundfont has
+    no sample there): checks that the instrument tables only name sounding programs."""
+    from .score import Timed
+
+    y = _render_channel([Timed(0.05, 0.5, pitch, velocity, 0)], 0, program, sr, sr)
+    return float(np.sqrt(np.mean(np.square(y))))
+
+
+def finish(audio: np.ndarray, sr: int, gain_db: float, chain: list[dict], snr_db: float | None, noise: str,
+           rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Apply the effect ``chain`` (:mod:`csi.demo.effects`), fade the tail, normalise the
+    peak to -1 dBFS, apply ``gain_db`` and add ``noise`` at ``snr_db`` (signal power over
+    noise power) when given. Returns the audio and the noise's drawn parameters."""
+    y = effects.apply_chain(audio.astype(np.float64), chain, sr)
     fade = min(len(y), int(TAIL_FADE_S * sr))
     if fade:
         y[-fade:] *= np.linspace(1.0, 0.0, fade)
@@ -88,19 +127,14 @@ def finish(audio: np.ndarray, sr: int, gain_db: float, snr_db: float | None, noi
     if peak > 0:
         y *= PEAK / peak
     y *= 10 ** (gain_db / 20)
+    params: dict = {}
     if snr_db is not None and len(y):
-        n = rng.standard_normal(len(y))
-        if noise == "pink":  # 1/f power: scale the spectrum by 1/sqrt(f), FFT at a power of 2
-            size = 1 << (len(y) - 1).bit_length()
-            spec = np.fft.rfft(n, n=size)
-            f = np.arange(len(spec), dtype=np.float64)
-            f[0] = 1.0
-            n = np.fft.irfft(spec / np.sqrt(f), n=size)[:len(y)]
+        n, params = effects.noise(noise, len(y), rng, sr)
         p_sig = float(np.mean(np.square(y)))
         p_noise = float(np.mean(np.square(n)))
         if p_sig > 0 and p_noise > 0:
             y += n * np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
+    return np.clip(y, -1.0, 1.0).astype(np.float32), params
 
 
 def write_flac(path: str | os.PathLike, audio: np.ndarray, sr: int) -> None:

@@ -1,14 +1,26 @@
-"""Build the demo corpus: choose works, render their versions in parallel, write manifests.
+"""Build the demo corpus: choose works, split them, render their versions in parallel,
+write manifests.
+
+Split: every work belongs to ``train``, ``val`` or ``test`` by a hash of its id
+(:func:`work_split`), so a work keeps its split whatever ``--works`` or ``--seed`` is.
+Train works are rendered through the *train* timbre pool (instruments, effects, noises),
+val and test works through the *held-out* pool, which shares nothing with it: the test
+measures identification across timbres never seen in training, and val is the matched
+development set of that test.
 
 Every random choice comes from ``np.random.default_rng([seed, ...])``: work selection from
-``[seed, SELECT]``, a work's shared choices from ``[seed, work]`` and a version's from
-``[seed, work, version]``, so the output does not depend on ``nj`` or on caches.
+``[seed, SELECT]``, a work's shared choices from ``[seed, h]`` and a version's from
+``[seed, h, version]``, with ``h`` a hash of the work id, so the output does not depend on
+``nj`` or on caches, and a work is rendered the same whatever else was chosen.
 """
 from __future__ import annotations
 
+import hashlib
+import math
 import multiprocessing as mp
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +28,21 @@ import numpy as np
 
 from csi.io.manifest import query_ref_split, write_manifest
 
-from . import arrange, corpus, extract, render
+from . import arrange, corpus, effects, extract, render
 from .score import Performance
 
 SELECT = 7  # second seed word of the work-selection generator
-NOISES = ("white", "pink")
+SPLITS = ("train", "val", "test")
+FETCH_AHEAD = 16  # candidates validated together (in parallel) when selection needs one
+NOISE_PROB = 0.5
 
 
 class NotEnoughWorks(ValueError):
     """More works were asked for than the corpus can provide."""
+
+
+class SplitError(ValueError):
+    """A split asked for (fraction > 0) ends up empty or with a single work."""
 
 
 @dataclass(frozen=True)
@@ -34,16 +52,22 @@ class WorkSpec:
     kind: str
     title: str
     members: tuple[str, ...]
+    split: str = "train"
+
+    @property
+    def pool(self) -> str:
+        return pool_of(self.split)
 
 
 @dataclass(frozen=True)
 class Settings:
     out: str
     seed: int
-    sr: int = 22050
+    sr: int = 16000
     min_versions: int = 2
     max_versions: int = 4
-    max_dur: float = 90.0
+    train_versions: tuple[int, int] = (4, 8)
+    max_dur: float = 60.0
     min_dur: float = 20.0
 
 
@@ -51,48 +75,117 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
+def _unit_hash(text: str) -> float:
+    """A number in [0, 1) from the SHA-1 of ``text`` (52 bits, exact in a float)."""
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:13], 16) / 16 ** 13
+
+
+def work_split(work_id: str, val_fraction: float = 0.1, test_fraction: float = 0.2) -> str:
+    """``test`` if sha1(work_id) in [0, 1) falls below ``test_fraction``, ``val`` below
+    ``test_fraction + val_fraction``, else ``train``: fixed per work, whatever was chosen."""
+    u = _unit_hash(work_id)
+    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+
+
+def pool_of(split: str) -> str:
+    """The timbre pool of a split: train works use ``train``, val and test ``heldout``."""
+    return "train" if split == "train" else "heldout"
+
+
+def work_ids(catalog: dict[str, list[corpus.Candidate]]) -> dict[tuple[str, str], str]:
+    """``<kind>-<slug of key>`` per candidate, with a hash of the key appended where two
+    slugs collide; depends on the catalog only."""
+    plain: dict[str, int] = {}
+    for kind, cands in catalog.items():
+        for c in cands:
+            plain[f"{kind}-{slug(c.key)}"] = plain.get(f"{kind}-{slug(c.key)}", 0) + 1
+    out = {}
+    for kind, cands in catalog.items():
+        for c in cands:
+            wid = f"{kind}-{slug(c.key)}"
+            out[(kind, c.key)] = wid if plain[wid] == 1 else f"{wid}-{hashlib.sha1(c.key.encode()).hexdigest()[:6]}"
+    return out
+
+
+def split_quotas(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """Works per split for ``--works n``: the rounded fractions, at least 2 for a split
+    whose fraction is > 0 (one work cannot be searched for); train takes the rest."""
+    test = max(2, round(n * test_fraction)) if test_fraction > 0 else 0
+    val = max(2, round(n * val_fraction)) if val_fraction > 0 else 0
+    return {"train": max(0, n - val - test), "val": val, "test": test}
+
+
+def check_splits(specs: list["WorkSpec"], val_fraction: float, test_fraction: float, asked: str) -> None:
+    """SplitError naming the first split asked for (fraction > 0) with fewer than 2 works:
+    an empty split, or one work whose versions can only retrieve each other."""
+    fractions = {"train": 1.0 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
+    for split in SPLITS:
+        if fractions[split] > 1e-9:
+            count = sum(s.split == split for s in specs)
+            if count < 2:
+                option = "" if split == "train" else f" (--{split}_fraction {fractions[split]:g})"
+                raise SplitError(f"split {split!r}{option} has {count} work{'s' if count != 1 else ''} with {asked}: "
+                                 f"it needs at least 2; ask for more works, a larger fraction, or 0 to leave "
+                                 f"the split out")
+
+
 # ---------------------------------------------------------------- selection
 
-def select_works(catalog: dict[str, list[corpus.Candidate]], n: int, seed: int,
-                 validate=corpus.validate, prefetch=None) -> list[WorkSpec]:
-    """``n`` works: the kinds take turns (chorale, essen, folk), each in a seeded shuffled
-    order, candidates whose members fail the similarity check or were used are skipped;
-    single chorales (versions = arrangements of one score) fill in when groups run out."""
-    upper = sum(len(catalog[k]) for k in (*corpus.KINDS, "single"))
-    if n > upper:
+def select_works(catalog: dict[str, list[corpus.Candidate]], n: int | None, seed: int,
+                 validate=corpus.validate, fetch=None, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2) -> list[WorkSpec]:
+    """``n`` works (None: every usable one) split by :func:`work_split`, ``n`` in the
+    proportions of the fractions. Within a split the kinds take turns (chorale, essen,
+    folk), each in a seeded shuffled order; candidates whose members fail the similarity
+    check are skipped; single chorales (versions = arrangements of one score) fill in
+    when groups run out. ``fetch(cands)`` validates candidates ahead (in parallel)."""
+    catalog = corpus.exclusive(catalog)
+    everything = (*corpus.KINDS, "single")
+    upper = sum(len(catalog[k]) for k in everything)
+    if n is not None and n > upper:
         raise NotEnoughWorks(f"--works {n}: the music21 corpus has at most {upper} candidate works "
-                             f"({', '.join(f'{len(catalog[k])} {k}' for k in (*corpus.KINDS, 'single'))})")
+                             f"({', '.join(f'{len(catalog[k])} {k}' for k in everything)})")
+    ids = work_ids(catalog)
+    split_of = {key: work_split(wid, val_fraction, test_fraction) for key, wid in ids.items()}
     rng = np.random.default_rng([seed, SELECT])
-    queues = {k: [catalog[k][i] for i in rng.permutation(len(catalog[k]))] for k in (*corpus.KINDS, "single")}
-    if prefetch is not None:  # validate the likely candidates in parallel first
-        ahead = (n + 2) // 3 * 2 + 4
-        prefetch([c for k in corpus.KINDS for c in queues[k][:ahead]])
+    order = {k: [catalog[k][i] for i in rng.permutation(len(catalog[k]))] for k in everything}
+    if n is None:
+        quotas = {s: math.inf for s in SPLITS}
+        if fetch is not None:
+            fetch([c for k in corpus.KINDS for c in order[k]])
+    else:
+        quotas = split_quotas(n, val_fraction, test_fraction)
     works: list[WorkSpec] = []
-    used: set[str] = set()
-    turn = 0
-    while len(works) < n and any(queues[k] for k in corpus.KINDS):
-        kind = corpus.KINDS[turn % len(corpus.KINDS)]
-        turn += 1
-        while queues[kind]:  # this kind's next usable candidate
-            cand = queues[kind].pop(0)
-            members = tuple(m for m in validate(cand) if m not in used)
-            if len(members) >= 2:
-                works.append(WorkSpec(len(works), _work_id(kind, cand.key, works), kind, cand.title, members))
-                used.update(members)
+    for split in SPLITS:
+        queues = {k: [c for c in order[k] if split_of[(k, c.key)] == split] for k in everything}
+        chosen: list[WorkSpec] = []
+
+        def add(kind: str, cand: corpus.Candidate, members: tuple[str, ...]) -> None:
+            chosen.append(WorkSpec(0, ids[(kind, cand.key)], kind, cand.title, members, split))
+
+        turn = 0
+        while len(chosen) < quotas[split] and any(queues[k] for k in corpus.KINDS):
+            kind = corpus.KINDS[turn % len(corpus.KINDS)]
+            turn += 1
+            while queues[kind]:  # this kind's next usable candidate
+                cand = queues[kind].pop(0)
+                if fetch is not None and not getattr(validate, "knows", lambda c: True)(cand):
+                    fetch([cand] + queues[kind][:FETCH_AHEAD - 1])
+                members = tuple(validate(cand))
+                if len(members) >= 2:
+                    add(kind, cand, members)
+                    break
+        for cand in queues["single"]:
+            if len(chosen) >= quotas[split]:
                 break
-    for cand in queues["single"]:
-        if len(works) >= n:
-            break
-        works.append(WorkSpec(len(works), _work_id("single", cand.key, works), "single", cand.title, cand.members))
-    if len(works) < n:
-        raise NotEnoughWorks(f"--works {n}: only {len(works)} works can be built from the music21 corpus")
-    return works
-
-
-def _work_id(kind: str, key: str, works: list[WorkSpec]) -> str:
-    """``<kind>-<slug>``, made unique with the work index if the slug was taken."""
-    work_id = f"{kind}-{slug(key)}"
-    return work_id if all(w.work_id != work_id for w in works) else f"{work_id}-{len(works)}"
+            add("single", cand, cand.members)
+        if n is not None and len(chosen) < quotas[split]:
+            raise NotEnoughWorks(
+                f"--works {n}: the {split} split needs {quotas[split]} works but the music21 corpus "
+                f"has only {len(chosen)} usable ones whose id hashes to {split}; ask for fewer, or "
+                f"--works all for every usable work")
+        works += chosen
+    return [WorkSpec(i, w.work_id, w.kind, w.title, w.members, w.split) for i, w in enumerate(works)]
 
 
 # ---------------------------------------------------------------- one work
@@ -108,17 +201,28 @@ class Version:
     rng: np.random.Generator  # the version's generator, for the mix stage
 
 
+def _work_seed(spec: WorkSpec) -> int:
+    return int(hashlib.sha1(spec.work_id.encode("utf-8")).hexdigest()[:8], 16)
+
+
+def n_versions_range(spec: WorkSpec, cfg: Settings) -> tuple[int, int]:
+    return cfg.train_versions if spec.split == "train" else (cfg.min_versions, cfg.max_versions)
+
+
 def arrange_work(spec: WorkSpec, cfg: Settings) -> list[Version]:
-    """The versions of ``spec``: how many, which member score each plays, and their
-    arrangements (distinct keys and tempi drawn per work, the rest per version)."""
-    wrng = np.random.default_rng([cfg.seed, spec.index])
-    n_versions = int(wrng.integers(cfg.min_versions, cfg.max_versions + 1))
+    """The versions of ``spec``: how many, which member score each plays (in turn, so
+    members are reused when there are more versions), and their arrangements (distinct
+    keys and tempi drawn per work, the rest per version) through the split's pool."""
+    h = _work_seed(spec)
+    wrng = np.random.default_rng([cfg.seed, h])
+    lo, hi = n_versions_range(spec, cfg)
+    n_versions = int(wrng.integers(lo, hi + 1))
     order = [int(i) for i in wrng.permutation(len(spec.members))]
-    choices = arrange.work_choices(wrng, n_versions)
+    choices = arrange.work_choices(wrng, n_versions, spec.pool)
     versions = []
     for v in range(n_versions):
         source = spec.members[order[v % len(order)]]
-        vrng = np.random.default_rng([cfg.seed, spec.index, v])
+        vrng = np.random.default_rng([cfg.seed, h, v])
         perf, info = arrange.arrange(extract.load_score(source), choices[v], vrng,
                                      chorale=source.startswith("bach/"), max_dur=cfg.max_dur,
                                      min_dur=cfg.min_dur)
@@ -132,16 +236,19 @@ def build_work(spec: WorkSpec, cfg: Settings) -> list[dict]:
     for ver in arrange_work(spec, cfg):
         vrng = ver.rng
         gain_db = round(float(vrng.uniform(-12.0, 0.0)), 2)
-        noisy = bool(vrng.random() < 0.5)
+        chain = effects.draw_chain(spec.pool, vrng, cfg.sr)
+        noisy = bool(vrng.random() < NOISE_PROB)
         snr_db = round(float(vrng.uniform(10.0, 35.0)), 1) if noisy else None
-        noise = str(vrng.choice(NOISES)) if noisy else "none"
-        audio = render.finish(render.synthesize(ver.performance, cfg.sr), cfg.sr, gain_db, snr_db, noise, vrng)
+        noise = str(vrng.choice(effects.NOISES[spec.pool])) if noisy else "none"
+        audio, noise_params = render.finish(render.synthesize(ver.performance, cfg.sr), cfg.sr, gain_db,
+                                            chain, snr_db, noise, vrng)
         wav = os.path.join(cfg.out, "audio", spec.work_id, f"{ver.version_id}.flac")
         render.write_flac(wav, audio, cfg.sr)
         records.append({
             "utt": f"{spec.work_id}-{ver.version_id}", "wav": wav, "dur_s": round(len(audio) / cfg.sr, 3),
-            "song": spec.work_id, "version": ver.version_id, "title": spec.title, "kind": spec.kind,
-            "source": ver.source, **ver.info, "gain_db": gain_db, "noise": noise, "snr_db": snr_db,
+            "song": spec.work_id, "version": ver.version_id, "split": spec.split, "title": spec.title,
+            "kind": spec.kind, "source": ver.source, **ver.info, "effects": chain, "gain_db": gain_db,
+            "noise": noise, "snr_db": snr_db, **({"noise_params": noise_params} if noise_params else {}),
             "sr": cfg.sr,
         })
     return records
@@ -152,7 +259,7 @@ def build_work(spec: WorkSpec, cfg: Settings) -> list[dict]:
 _CFG: Settings | None = None
 
 
-def _init_worker(cache_dir: str, cfg: Settings) -> None:
+def _init_worker(cache_dir: str, cfg: Settings | None) -> None:
     global _CFG
     _CFG = cfg
     corpus.configure_music21(Path(cache_dir))
@@ -162,52 +269,60 @@ def _build(spec: WorkSpec) -> list[dict]:
     return build_work(spec, _CFG)
 
 
-def _validate(cand: corpus.Candidate) -> tuple[str, ...]:
-    return corpus.validate(cand)
-
-
-def settings(out: str, seed: int, sr: int = 22050, min_versions: int = 2, max_versions: int = 4,
-             max_dur: float = 90.0) -> Settings:
+def settings(out: str, seed: int, sr: int = 16000, min_versions: int = 2, max_versions: int = 4,
+             max_dur: float = 60.0, train_versions: tuple[int, int] = (4, 8)) -> Settings:
     return Settings(out=out, seed=seed, sr=sr, min_versions=min_versions, max_versions=max_versions,
-                    max_dur=max_dur, min_dur=min(20.0, max_dur / 2))
+                    train_versions=tuple(train_versions), max_dur=max_dur, min_dur=min(20.0, max_dur / 2))
 
 
-def choose_works(works: int, seed: int, cache_dir: str | os.PathLike | None = None,
-                 pool=None) -> tuple[list[WorkSpec], dict]:
-    """Discover the corpus (cached) and select ``works`` works; validation of candidates
-    runs in ``pool`` when given. Returns the works and the catalog."""
+def choose_works(works: int | None, seed: int, cache_dir: str | os.PathLike | None = None, pool=None,
+                 val_fraction: float = 0.1, test_fraction: float = 0.2,
+                 progress: bool = False) -> tuple[list[WorkSpec], dict]:
+    """Discover the corpus (cached) and select ``works`` works (None: all); validation of
+    candidates runs in ``pool`` when given. Returns the works and the catalog."""
+    from tqdm import tqdm
+
     cache = corpus.prepare_cache_dir(cache_dir)
     corpus.configure_music21(cache)
     catalog = corpus.discover(cache)
     validator = corpus.Validator(cache)
+    mapper = map if pool is None else pool.imap
+    bar = (lambda it, total: tqdm(it, total=total, desc="validate", unit="cand", disable=not progress or total < 32))
 
-    def prefetch(cands):
-        todo = [c for c in cands if c.kind in corpus.SIM_THRESHOLD and validator.key(c) not in validator.known]
-        for c, kept in zip(todo, pool.imap(_validate, todo)):
-            validator.store(c, kept)
+    def fetch(cands):
+        validator.fetch(cands, mapper, bar)
 
     try:
-        specs = select_works(catalog, works, seed, validator, prefetch if pool is not None else None)
+        specs = select_works(catalog, works, seed, validator, fetch, val_fraction, test_fraction)
     finally:
         validator.save()
     return specs, catalog
 
 
-def make_synth_covers(out: str, works: int, seed: int, nj: int = 1, min_versions: int = 2,
-                      max_versions: int = 4, sr: int = 22050, max_dur: float = 90.0,
-                      cache_dir: str | None = None, progress: bool = True) -> dict:
-    """Build the corpus in ``out`` (see module doc); returns a summary dict."""
+def make_synth_covers(out: str, works: int | None, seed: int, nj: int = 1, min_versions: int = 2,
+                      max_versions: int = 4, sr: int = 16000, max_dur: float = 60.0,
+                      cache_dir: str | None = None, progress: bool = True, val_fraction: float = 0.1,
+                      test_fraction: float = 0.2, train_versions: tuple[int, int] = (4, 8)) -> dict:
+    """Build the corpus in ``out`` (see module doc); returns a summary dict. Raises
+    NotEnoughWorks or SplitError (before rendering anything) when the works asked for
+    cannot be provided or split."""
     from tqdm import tqdm
 
-    cfg = settings(out, seed, sr=sr, min_versions=min_versions, max_versions=max_versions, max_dur=max_dur)
+    cfg = settings(out, seed, sr=sr, min_versions=min_versions, max_versions=max_versions, max_dur=max_dur,
+                   train_versions=train_versions)
     cache = corpus.prepare_cache_dir(cache_dir)
     pool = None
     if nj > 1:
         methods = mp.get_all_start_methods()
         ctx = mp.get_context("fork" if "fork" in methods else "spawn")
         pool = ctx.Pool(nj, initializer=_init_worker, initargs=(str(cache), cfg))
+    timing = {}
     try:
-        specs, catalog = choose_works(works, seed, cache, pool)
+        t0 = time.time()
+        specs, catalog = choose_works(works, seed, cache, pool, val_fraction, test_fraction, progress)
+        check_splits(specs, val_fraction, test_fraction, f"--works {works if works is not None else 'all'}")
+        timing["select_s"] = round(time.time() - t0, 1)
+        t0 = time.time()
         if pool is None:
             _init_worker(str(cache), cfg)
             results = map(_build, specs)
@@ -216,6 +331,7 @@ def make_synth_covers(out: str, works: int, seed: int, nj: int = 1, min_versions
         records: list[dict] = []
         for recs in tqdm(results, total=len(specs), desc="make_synth_covers", unit="work", disable=not progress):
             records.extend(recs)
+        timing["render_s"] = round(time.time() - t0, 1)
     except BaseException:
         if pool is not None:
             pool.terminate()
@@ -228,11 +344,28 @@ def make_synth_covers(out: str, works: int, seed: int, nj: int = 1, min_versions
     queries, refs = query_ref_split(records)
     write_manifest(os.path.join(out, "query.txt"), queries)
     write_manifest(os.path.join(out, "ref.txt"), refs)
-    kinds: dict[str, int] = {}
-    for s in specs:
-        kinds[s.kind] = kinds.get(s.kind, 0) + 1
+    return summarize(specs, records, catalog, cache, timing)
+
+
+def summarize(specs: list[WorkSpec], records: list[dict], catalog: dict, cache: Path, timing: dict) -> dict:
+    def count(items, key) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for item in items:
+            out[key(item)] = out.get(key(item), 0) + 1
+        return out
+
+    minutes: dict[str, float] = {}
+    for r in records:
+        minutes[r["split"]] = minutes.get(r["split"], 0.0) + r["dur_s"] / 60
     return {
-        "works": len(specs), "tracks": len(records), "works_by_kind": kinds,
+        "works": len(specs), "tracks": len(records),
+        "works_by_kind": count(specs, lambda s: s.kind),
+        "works_by_split": {s: n for s, n in ((s, sum(w.split == s for w in specs)) for s in SPLITS) if n},
+        "works_by_split_and_kind": {s: count([w for w in specs if w.split == s], lambda w: w.kind)
+                                    for s in SPLITS if any(w.split == s for w in specs)},
+        "tracks_by_split": {s: n for s, n in ((s, sum(r["split"] == s for r in records)) for s in SPLITS) if n},
         "audio_minutes": round(sum(r["dur_s"] for r in records) / 60, 2),
+        "audio_minutes_by_split": {s: round(m, 2) for s, m in minutes.items()},
         "candidates": {k: len(v) for k, v in catalog.items()}, "cache_dir": str(cache),
+        "seconds": timing,
     }
