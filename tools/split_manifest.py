@@ -2,10 +2,16 @@
 
     python3 -m tools.split_manifest IN OUT_DIR --fractions train=0.8,test=0.2 --seed 0 \
         [--query_ref test]
+    python3 -m tools.split_manifest IN OUT_DIR --by_field split [--subsets train val test] \
+        [--query_ref val test]
 
 Writes OUT_DIR/<subset>/dataset.txt for every subset; for the subsets named by
 --query_ref also query.txt (first version of each work) and ref.txt (the other versions).
-The split depends only on the set of works and the seed.
+With --fractions the split depends only on the set of works and the seed. With
+--by_field FIELD the subsets are the values of that record field (the demo corpus writes
+"split": train/val/test, fixed per work); every record must have it and all versions of
+a work must agree. --subsets names the subsets that must be present. A subset with fewer
+than two works is an error: its queries would have nothing to retrieve.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import sys
 from pathlib import Path
 
 from csi.io.manifest import ManifestError, query_ref_split, read_manifest, split_by_work, works_of, write_manifest
+
+MIN_WORKS = 2
 
 
 def parse_fractions(text: str) -> dict[str, float]:
@@ -29,24 +37,77 @@ def parse_fractions(text: str) -> dict[str, float]:
     return out
 
 
+def split_by_field(records: list[dict], field: str) -> dict[str, list[dict]]:
+    """Records grouped by the (string) value of ``field``, in first-seen order of values.
+    ManifestError if a record lacks the field or a work has records with different values."""
+    missing = [r["utt"] for r in records if field not in r or r[field] in (None, "")]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ManifestError(f"{len(missing)} record(s) have no {field!r} field: {shown}")
+    subsets: dict[str, list[dict]] = {}
+    value_of: dict[str, str] = {}
+    for rec in records:
+        value = str(rec[field])
+        if value_of.setdefault(rec["song"], value) != value:
+            raise ManifestError(f"work {rec['song']!r} has records with {field}={value_of[rec['song']]!r} "
+                                f"and {field}={value!r}: a work must be in one subset")
+        subsets.setdefault(value, []).append(rec)
+    return subsets
+
+
+def check_subsets(subsets: dict[str, list[dict]], required: list[str]) -> None:
+    """ManifestError naming a required subset that is empty, or any subset with one work."""
+    for name in required:
+        if not subsets.get(name):
+            present = ", ".join(sorted(k for k, v in subsets.items() if v)) or "none"
+            raise ManifestError(f"subset {name!r} is empty (non-empty: {present})")
+    for name, subset in subsets.items():
+        n = len(works_of(subset))
+        if n < MIN_WORKS:
+            raise ManifestError(f"subset {name!r} has {n} work{'s' if n != 1 else ''}: it needs at least "
+                                f"{MIN_WORKS} (its queries would have nothing to retrieve)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--fractions", type=parse_fractions, default=parse_fractions("train=0.8,test=0.2"))
+    parser.add_argument("--fractions", type=parse_fractions, default=None,
+                        help="name=fraction,... of the works (default train=0.8,test=0.2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--by_field", default=None, metavar="FIELD",
+                        help="split by the values of this record field instead of by fractions")
+    parser.add_argument("--subsets", nargs="+", default=None, metavar="NAME",
+                        help="with --by_field: subsets that must be present (others are an error)")
     parser.add_argument("--query_ref", nargs="*", default=[], metavar="SUBSET",
                         help="subsets that also get query.txt/ref.txt")
     args = parser.parse_args(argv)
-    unknown = set(args.query_ref) - set(args.fractions)
-    if unknown:
-        parser.error(f"--query_ref names subsets not in --fractions: {', '.join(sorted(unknown))}")
+    if args.by_field is not None and args.fractions is not None:
+        parser.error("--by_field and --fractions are exclusive")
+    if args.subsets is not None and args.by_field is None:
+        parser.error("--subsets needs --by_field")
+    if args.by_field is None:
+        fractions = args.fractions or parse_fractions("train=0.8,test=0.2")
+        unknown = set(args.query_ref) - set(fractions)
+        if unknown:
+            parser.error(f"--query_ref names subsets not in --fractions: {', '.join(sorted(unknown))}")
     try:
         records = read_manifest(args.manifest)
+        if args.by_field is None:
+            subsets = split_by_work(records, fractions, seed=args.seed)
+            check_subsets(subsets, [name for name, f in fractions.items() if f > 0])
+        else:
+            subsets = split_by_field(records, args.by_field)
+            required = list(dict.fromkeys([*(args.subsets or []), *args.query_ref]))
+            if args.subsets is not None:
+                extra = sorted(set(subsets) - set(args.subsets))
+                if extra:
+                    raise ManifestError(f"{args.by_field} values not in --subsets: {', '.join(extra)}")
+            check_subsets(subsets, required)
+            subsets = {name: subsets[name] for name in (args.subsets or sorted(subsets))}
     except (ManifestError, OSError) as e:
-        print(f"split_manifest: {e}", file=sys.stderr)
+        print(f"split_manifest: error: {e}", file=sys.stderr)
         return 1
-    subsets = split_by_work(records, args.fractions, seed=args.seed)
     for name, subset in subsets.items():
         out = args.out_dir / name
         if name in args.query_ref:
