@@ -37,15 +37,13 @@ checkpoints (``torch.save({"generator": state_dict})``) load with ``strict=True`
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
-from csi.losses import CenterLoss, FocalLoss, HardTripletLoss
 from csi.models.conformer import ConformerEncoder
+from csi.models.heads import EmbeddingModel, config_number as _number, config_section as _section
 from csi.models.registry import MODELS, POOLINGS
 from csi.registry import ConfigError
 
@@ -58,67 +56,10 @@ _ENCODER_DEFAULTS = {"output_dims": 128, "num_blocks": 6, "attention_dim": 256, 
                      "kernel_size": 15, "dropout": 0.1, "positional_dropout": 0.1,
                      "attention_dropout": 0.0}
 _ENCODER_ALIASES = {"linear_units": "attention_dim"}
-_CE_DEFAULTS = {"output_dims": None, "weight": 1.0, "gamma": 2.0, "alpha": None}
-_TRIPLET_DEFAULTS = {"margin": 0.3, "weight": 0.1}
-_CENTER_DEFAULTS = {"weight": 0.0}
-
-
-def _section(value: Any, defaults: dict, where: str, aliases: Mapping[str, str] | None = None) -> dict:
-    """``defaults`` updated with the mapping ``value``; unknown keys are ConfigErrors."""
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"model config: {where} must be a mapping, got {type(value).__name__}")
-    aliases = aliases or {}
-    out = dict(defaults)
-    given: dict[str, str] = {}
-    for key, v in value.items():
-        name = aliases.get(key, key)
-        if name not in defaults:
-            accepted = sorted(list(defaults) + list(aliases))
-            raise ConfigError(f"model config: unknown key {where}.{key}; accepted: {', '.join(accepted)}")
-        if name in given:
-            raise ConfigError(f"model config: {where}.{key} and {where}.{given[name]} both set the same value")
-        given[name] = key
-        out[name] = v
-    return out
-
-
-def _number(value: Any, where: str, kind: type = float, minimum: float | None = None,
-            positive: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ConfigError(f"model config: {where} must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"model config: {where} must be > 0, got {value}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"model config: {where} must be >= {minimum}, got {value}")
-    return kind(value)
-
-
-def _load_alpha(alpha: Any, num_classes: int) -> torch.Tensor | None:
-    """Per-class focal weights: a list as given, or a .npy of class counts -> 1/(n+1), normalised."""
-    if alpha is None:
-        return None
-    if isinstance(alpha, (str, os.PathLike)):
-        try:
-            counts = np.load(alpha).astype(np.float64).reshape(-1)
-        except OSError as e:
-            raise ConfigError(f"model config: ce.alpha: cannot read {alpha}: {e}") from None
-        weights = 1.0 / (counts + 1.0)
-        weights = weights / weights.sum()
-    else:
-        weights = np.asarray(alpha, dtype=np.float64).reshape(-1)
-    if len(weights) > num_classes:
-        raise ConfigError(f"model config: ce.alpha has {len(weights)} entries for {num_classes} classes")
-    if len(weights) < num_classes:
-        raise ConfigError(f"model config: ce.alpha has {len(weights)} entries, fewer than the "
-                          f"{num_classes} classes (ce.output_dims)")
-    return torch.tensor(weights, dtype=torch.float32)
 
 
 @MODELS.register("coverhunter")
-class CoverHunter(nn.Module):
+class CoverHunter(EmbeddingModel):
     """CoverHunter embedding model with its training losses (see the module docstring).
 
     The constructor takes the model sections of ``hparams.yaml`` as keyword arguments;
@@ -132,12 +73,6 @@ class CoverHunter(nn.Module):
         input_dim = _number(input_dim, "input_dim", int, positive=True)
         embed_dim = _number(embed_dim, "embed_dim", int, positive=True)
         enc = _section(encoder, _ENCODER_DEFAULTS, "encoder", _ENCODER_ALIASES)
-        ce = _section(ce, _CE_DEFAULTS, "ce")
-        triplet = _section(triplet, _TRIPLET_DEFAULTS, "triplet")
-        center = _section(center, _CENTER_DEFAULTS, "center")
-        if ce["output_dims"] is None:
-            raise ConfigError("model config: ce.output_dims (the number of training classes) is required")
-        num_classes = _number(ce["output_dims"], "ce.output_dims", int, positive=True)
         d_model = _number(enc["output_dims"], "encoder.output_dims", int, positive=True)
         heads = _number(enc["num_heads"], "encoder.num_heads", int, positive=True)
         if d_model % heads:
@@ -150,14 +85,7 @@ class CoverHunter(nn.Module):
             raise ConfigError(f"model config: input_dim must be >= 7 for the 4x conv subsampling, got {input_dim}")
         if not isinstance(pool_type, str):
             raise ConfigError(f"model config: pool_type must be a name, got {pool_type!r}")
-        self.loss_weights = {
-            "ce": _number(ce["weight"], "ce.weight", minimum=0.0),
-            "triplet": _number(triplet["weight"], "triplet.weight", minimum=0.0),
-            "center": _number(center["weight"], "center.weight", minimum=0.0),
-        }
-        if not any(self.loss_weights.values()):
-            raise ConfigError("model config: ce.weight, triplet.weight and center.weight are all 0 (no loss)")
-        self.input_dim, self.embed_dim, self.num_classes = input_dim, embed_dim, num_classes
+        self.input_dim = input_dim
 
         self._global_cmvn = nn.BatchNorm1d(input_dim)
         self._encoder = ConformerEncoder(
@@ -169,28 +97,18 @@ class CoverHunter(nn.Module):
             dropout_rate=_number(enc["dropout"], "encoder.dropout", minimum=0.0),
             positional_dropout_rate=_number(enc["positional_dropout"], "encoder.positional_dropout", minimum=0.0),
             attention_dropout_rate=_number(enc["attention_dropout"], "encoder.attention_dropout", minimum=0.0))
-        self._bottleneck = nn.BatchNorm1d(embed_dim)
-        self._bottleneck.bias.requires_grad_(False)  # BN neck: scale only, no shift
+        self.build_neck(embed_dim)
         self._pool_layer = POOLINGS.build({"name": pool_type, "in_dim": d_model, "out_dim": embed_dim},
                                           where="model config: pool_type")
         if self._pool_layer.output_size != embed_dim:
             raise ConfigError(f"model config: pool_type {pool_type!r} gives {self._pool_layer.output_size} "
                               f"dims, not embed_dim {embed_dim}")
-        self._ce_layer = nn.Linear(embed_dim, num_classes, bias=False)
-        self._ce_loss = FocalLoss(gamma=_number(ce["gamma"], "ce.gamma", minimum=0.0),
-                                  alpha=_load_alpha(ce["alpha"], num_classes))
-        self._triplet_loss = HardTripletLoss(margin=_number(triplet["margin"], "triplet.margin"))
-        self._center_loss = CenterLoss(num_classes=num_classes, feat_dim=embed_dim)
+        self.build_heads(embed_dim, ce, triplet, center)
 
     @classmethod
     def from_hparams(cls, hp: Mapping[str, Any]) -> "CoverHunter":
         """Build from a whole hparams dict (keys outside MODEL_KEYS are ignored)."""
         return build_model({**hp, "model": "coverhunter"})
-
-    @property
-    def output_size(self) -> int:
-        """Size of the embedding returned by ``forward``."""
-        return self.embed_dim
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """feat (B, T, input_dim) -> embedding (B, embed_dim), before the BN neck."""
@@ -200,37 +118,13 @@ class CoverHunter(nn.Module):
         x = self._global_cmvn(feat.transpose(1, 2)).transpose(1, 2)
         return self._pool_layer(self._encoder(x))
 
-    def inference(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embedding, logits) without gradients; logits = classifier(embedding), as the
-        reference computes them at evaluation. Call ``model.eval()`` first."""
-        with torch.no_grad():
-            embed = self.forward(feat)
-            return embed, self._ce_layer(embed)
 
-    def compute_loss(self, feat: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted training loss and its parts.
-
-        Returns ``(total, {"ce", "triplet", "center", "total"})``: the dict holds detached
-        scalars, each term unweighted (0 for a term skipped because its weight is 0).
-        """
-        embed = self.forward(feat)
-        labels = labels.to(embed.device).long().view(-1)
-        zero = embed.new_zeros(())
-        parts = {"ce": zero, "triplet": zero, "center": zero}
-        total = None
-        for name, weight in self.loss_weights.items():
-            if weight <= 0:
-                continue
-            if name == "ce":
-                term = self._ce_loss(self._ce_layer(self._bottleneck(embed)), labels)
-            elif name == "triplet":
-                term = self._triplet_loss(embed, labels)
-            else:
-                term = self._center_loss(embed, labels)
-            parts[name] = term.detach()
-            total = term * weight if total is None else total + term * weight
-        parts["total"] = total.detach()
-        return total, parts
+def model_keys(name: str = "coverhunter") -> tuple[str, ...]:
+    """Top-level hparams keys read by the model ``name`` (its constructor's arguments and
+    ``model``); the rest of hparams.yaml is data and training configuration."""
+    cls = MODELS.get(name)
+    return ("model", *(p.name for p in inspect.signature(cls).parameters.values()
+                       if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)))
 
 
 def build_model(hp: Mapping[str, Any], strict: bool = False) -> nn.Module:
@@ -243,9 +137,7 @@ def build_model(hp: Mapping[str, Any], strict: bool = False) -> nn.Module:
     if not isinstance(hp, Mapping):
         raise ConfigError(f"model config must be a mapping, got {type(hp).__name__}")
     name = hp.get("model", "coverhunter")
-    cls = MODELS.get(name)
-    accepted = [p.name for p in inspect.signature(cls).parameters.values()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = model_keys(name)[1:]
     if strict:
         unknown = sorted(set(map(str, hp)) - set(accepted) - {"model"})
         if unknown:

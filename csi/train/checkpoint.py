@@ -147,10 +147,12 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
     default the latest epoch. Works for the published CoverHunter model as for ours.
     """
     from csi.config import load_yaml
-    from csi.models import MODEL_KEYS, build_model
+    from csi.models import build_model, model_keys
 
     model_dir = Path(model_dir)
-    hp = {k: v for k, v in load_yaml(model_dir / "config" / "hparams.yaml").items() if k in MODEL_KEYS}
+    hp = load_yaml(model_dir / "config" / "hparams.yaml")
+    keys = model_keys(hp.get("model", "coverhunter"))
+    hp = {k: v for k, v in hp.items() if k in keys}
     state = torch.load(checkpoint_path(model_dir, checkpoint), map_location="cpu", weights_only=True)["generator"]
     ce = hp.get("ce")
     if isinstance(ce, dict) and ce.get("output_dims") in ("auto", 0, None) and "_ce_layer.weight" in state:

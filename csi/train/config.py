@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from csi.config import from_dict
-from csi.models import MODEL_KEYS
+from csi.models import model_keys
 from csi.registry import ConfigError
 
 
@@ -101,11 +101,12 @@ def parse_hparams(hp: dict[str, Any], where: str = "hparams.yaml", base_dir: str
     Relative paths are taken relative to ``base_dir`` when that path exists there, else
     as given (relative to the working directory, as CoverHunter does).
     """
-    model = {k: v for k, v in hp.items() if k in MODEL_KEYS}
+    keys = model_keys(hp.get("model", "coverhunter"))
+    model = {k: v for k, v in hp.items() if k in keys}
     dev_sets: dict[str, DevSet] = {}
     rest: dict[str, Any] = {}
     for key, value in hp.items():
-        if key in MODEL_KEYS:
+        if key in keys:
             continue
         if isinstance(value, dict) and "query_path" in value:
             dev_sets[key] = from_dict(DevSet, value, where=f"{where}: {key}")

@@ -1,0 +1,160 @@
+"""Training heads and losses shared by every embedding model, and model-config checks.
+
+A model subclasses :class:`EmbeddingModel`, builds its encoder, implements
+``forward(feat) -> embedding`` and calls :meth:`EmbeddingModel.build_heads`, which adds
+
+    _bottleneck   BatchNorm1d(embed_dim), bias frozen (the "BN neck" of Luo et al. 2019,
+                  "Bag of Tricks and a Strong Baseline for Deep Person Re-identification")
+    _ce_layer     Linear(embed_dim -> ce.output_dims, no bias) on the BN-neck output
+    _center_loss  centres (ce.output_dims, embed_dim)
+
+Loss (``compute_loss``) = ce.weight * focal CE(_ce_layer(_bottleneck(e)))
+                        + triplet.weight * batch-hard triplet(e)
+                        + center.weight * center loss(e);  a term with weight 0 is skipped.
+The attribute names are CoverHunter's checkpoint keys.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from csi.losses import CenterLoss, FocalLoss, HardTripletLoss
+from csi.registry import ConfigError
+
+CE_DEFAULTS = {"output_dims": None, "weight": 1.0, "gamma": 2.0, "alpha": None}
+TRIPLET_DEFAULTS = {"margin": 0.3, "weight": 0.1}
+CENTER_DEFAULTS = {"weight": 0.0}
+
+
+def config_section(value: Any, defaults: dict, where: str, aliases: Mapping[str, str] | None = None) -> dict:
+    """``defaults`` updated with the mapping ``value``; unknown keys are ConfigErrors."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"model config: {where} must be a mapping, got {type(value).__name__}")
+    aliases = aliases or {}
+    out = dict(defaults)
+    given: dict[str, str] = {}
+    for key, v in value.items():
+        name = aliases.get(key, key)
+        if name not in defaults:
+            accepted = sorted(list(defaults) + list(aliases))
+            raise ConfigError(f"model config: unknown key {where}.{key}; accepted: {', '.join(accepted)}")
+        if name in given:
+            raise ConfigError(f"model config: {where}.{key} and {where}.{given[name]} both set the same value")
+        given[name] = key
+        out[name] = v
+    return out
+
+
+def config_number(value: Any, where: str, kind: type = float, minimum: float | None = None,
+            positive: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise ConfigError(f"model config: {where} must be {'an integer' if kind is int else 'a number'}, "
+                          f"got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"model config: {where} must be > 0, got {value}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"model config: {where} must be >= {minimum}, got {value}")
+    return kind(value)
+
+
+def load_alpha(alpha: Any, num_classes: int) -> torch.Tensor | None:
+    """Per-class focal weights: a list as given, or a .npy of class counts -> 1/(n+1), normalised."""
+    if alpha is None:
+        return None
+    if isinstance(alpha, (str, os.PathLike)):
+        try:
+            counts = np.load(alpha).astype(np.float64).reshape(-1)
+        except OSError as e:
+            raise ConfigError(f"model config: ce.alpha: cannot read {alpha}: {e}") from None
+        weights = 1.0 / (counts + 1.0)
+        weights = weights / weights.sum()
+    else:
+        weights = np.asarray(alpha, dtype=np.float64).reshape(-1)
+    if len(weights) > num_classes:
+        raise ConfigError(f"model config: ce.alpha has {len(weights)} entries for {num_classes} classes")
+    if len(weights) < num_classes:
+        raise ConfigError(f"model config: ce.alpha has {len(weights)} entries, fewer than the "
+                          f"{num_classes} classes (ce.output_dims)")
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class EmbeddingModel(nn.Module):
+    """Base of the embedding models: ``forward(feat (B, T, bins)) -> (B, embed_dim)`` is the
+    subclass's; the BN neck, classifier and losses are built here (module docstring)."""
+
+    embed_dim: int
+    num_classes: int
+
+    def build_heads(self, embed_dim: int, ce: Mapping | None, triplet: Mapping | None,
+                    center: Mapping | None) -> None:
+        """Check the ``ce``/``triplet``/``center`` sections and create the training heads."""
+        ce = config_section(ce, CE_DEFAULTS, "ce")
+        triplet = config_section(triplet, TRIPLET_DEFAULTS, "triplet")
+        center = config_section(center, CENTER_DEFAULTS, "center")
+        if ce["output_dims"] is None:
+            raise ConfigError("model config: ce.output_dims (the number of training classes) is required")
+        num_classes = config_number(ce["output_dims"], "ce.output_dims", int, positive=True)
+        self.loss_weights = {
+            "ce": config_number(ce["weight"], "ce.weight", minimum=0.0),
+            "triplet": config_number(triplet["weight"], "triplet.weight", minimum=0.0),
+            "center": config_number(center["weight"], "center.weight", minimum=0.0),
+        }
+        if not any(self.loss_weights.values()):
+            raise ConfigError("model config: ce.weight, triplet.weight and center.weight are all 0 (no loss)")
+        self.embed_dim, self.num_classes = embed_dim, num_classes
+        if not hasattr(self, "_bottleneck"):
+            self.build_neck(embed_dim)
+        self._ce_layer = nn.Linear(embed_dim, num_classes, bias=False)
+        self._ce_loss = FocalLoss(gamma=config_number(ce["gamma"], "ce.gamma", minimum=0.0),
+                                  alpha=load_alpha(ce["alpha"], num_classes))
+        self._triplet_loss = HardTripletLoss(margin=config_number(triplet["margin"], "triplet.margin"))
+        self._center_loss = CenterLoss(num_classes=num_classes, feat_dim=embed_dim)
+
+    def build_neck(self, embed_dim: int) -> None:
+        """The BN neck alone, for models that register it before their pooling (checkpoint
+        key order of the CoverHunter reference); :meth:`build_heads` adds it otherwise."""
+        self._bottleneck = nn.BatchNorm1d(embed_dim)
+        self._bottleneck.bias.requires_grad_(False)  # BN neck: scale only, no shift
+
+    @property
+    def output_size(self) -> int:
+        """Size of the embedding returned by ``forward``."""
+        return self.embed_dim
+
+    def inference(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding, logits) without gradients; logits = classifier(embedding), as the
+        CoverHunter reference computes them at evaluation. Call ``model.eval()`` first."""
+        with torch.no_grad():
+            embed = self.forward(feat)
+            return embed, self._ce_layer(embed)
+
+    def compute_loss(self, feat: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted training loss and its parts.
+
+        Returns ``(total, {"ce", "triplet", "center", "total"})``: the dict holds detached
+        scalars, each term unweighted (0 for a term skipped because its weight is 0).
+        """
+        embed = self.forward(feat)
+        labels = labels.to(embed.device).long().view(-1)
+        zero = embed.new_zeros(())
+        parts = {"ce": zero, "triplet": zero, "center": zero}
+        total = None
+        for name, weight in self.loss_weights.items():
+            if weight <= 0:
+                continue
+            if name == "ce":
+                term = self._ce_loss(self._ce_layer(self._bottleneck(embed)), labels)
+            elif name == "triplet":
+                term = self._triplet_loss(embed, labels)
+            else:
+                term = self._center_loss(embed, labels)
+            parts[name] = term.detach()
+            total = term * weight if total is None else total + term * weight
+        parts["total"] = total.detach()
+        return total, parts

@@ -1,0 +1,110 @@
+"""A transposition-invariant CNN over the pitch-class circle (``model: pitch_cnn``).
+
+The CQT (B, T, bins) with ``bins_per_octave`` bins an octave is laid out as an image of
+pitch class x time with one channel per octave (``fold: octaves``) or a single chroma
+channel (``fold: chroma``, the octaves summed in linear magnitude). Convolutions wrap
+around the pitch-class axis (circular padding), so transposing the input by k semitones
+rolls every feature map by k; a max over the pitch-class axis then makes the embedding
+invariant to key, by construction rather than by augmentation. This is the key-invariance
+idea of Bello's and Serrà's chroma systems (best of 12 shifts) and of the CNNs of Yu et al.
+2019 ("Learning a Representation for Cover Song Identification Using Convolutional Neural
+Network", arXiv 1911.00334, max-pooling over pitch) on a pitch-class circle.
+
+    feat (B, T, bins) -> (B, octaves|1, bpo, T) -> BatchNorm2d
+      -> blocks: [circular-pitch conv3x3 -> BN -> ReLU] x 2 -> avg-pool time by time_pool[i]
+      -> max over pitch class -> (B, T', C) -> POOLINGS[pool_type] -> embed_dim
+    training heads and losses: :class:`csi.models.heads.EmbeddingModel`.
+
+Sizes for a CPU budget: channels (32, 64, 128, 128) and 12.5 model frames/s (``mean_size:
+2``) train at several hundred 20-s chunks a second on 2 cores.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from csi.models.heads import EmbeddingModel, config_number
+from csi.models.registry import MODELS, POOLINGS
+from csi.registry import ConfigError
+
+FOLDS = ("octaves", "chroma")
+
+
+class _CircularPitchConv(nn.Module):
+    """Conv2d over (pitch class, time): pitch padded circularly, time with zeros."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3):
+        super().__init__()
+        self.pad = kernel // 2
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=(0, self.pad), bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pad
+        x = torch.cat([x[:, :, -p:], x, x[:, :, :p]], dim=2) if p else x
+        return F.relu(self.norm(self.conv(x)))
+
+
+@MODELS.register("pitch_cnn")
+class PitchCNN(EmbeddingModel):
+    """See the module docstring. Keys: ``input_dim`` (bins, a multiple of
+    ``bins_per_octave``), ``embed_dim``, ``bins_per_octave`` (12), ``fold``, ``channels``,
+    ``time_pool`` (one factor per block), ``pool_type``, ``dropout`` and the loss sections."""
+
+    def __init__(self, input_dim: int = 96, embed_dim: int = 128, bins_per_octave: int = 12,
+                 fold: str = "octaves", channels: Sequence[int] = (32, 64, 128, 128),
+                 time_pool: Sequence[int] = (2, 2, 2, 1), pool_type: str = "attention", dropout: float = 0.1,
+                 ce: Mapping | None = None, triplet: Mapping | None = None, center: Mapping | None = None):
+        super().__init__()
+        input_dim = config_number(input_dim, "input_dim", int, positive=True)
+        embed_dim = config_number(embed_dim, "embed_dim", int, positive=True)
+        bpo = config_number(bins_per_octave, "bins_per_octave", int, positive=True)
+        if input_dim % bpo:
+            raise ConfigError(f"model config: pitch_cnn needs input_dim a multiple of bins_per_octave "
+                              f"({input_dim} % {bpo} != 0): it folds the CQT into octaves")
+        if fold not in FOLDS:
+            raise ConfigError(f"model config: fold must be one of {', '.join(FOLDS)}, got {fold!r}")
+        channels = [config_number(c, "channels", int, positive=True) for c in channels]
+        time_pool = [config_number(t, "time_pool", int, positive=True) for t in time_pool]
+        if not channels or len(time_pool) != len(channels):
+            raise ConfigError(f"model config: channels and time_pool need one entry per block, got "
+                              f"{len(channels)} and {len(time_pool)}")
+        self.input_dim, self.bins_per_octave, self.fold = input_dim, bpo, fold
+        self.octaves = input_dim // bpo
+        c_in = self.octaves if fold == "octaves" else 1
+        self.input_norm = nn.BatchNorm2d(c_in)
+        blocks = []
+        for c_out, t in zip(channels, time_pool):
+            layers: list[nn.Module] = [_CircularPitchConv(c_in, c_out), _CircularPitchConv(c_out, c_out)]
+            if t > 1:
+                layers.append(nn.AvgPool2d((1, t), ceil_mode=True))
+            blocks.append(nn.Sequential(*layers))
+            c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(config_number(dropout, "dropout", minimum=0.0))
+        self._pool_layer = POOLINGS.build({"name": pool_type, "in_dim": c_in, "out_dim": embed_dim},
+                                          where="model config: pool_type")
+        if self._pool_layer.output_size != embed_dim:
+            raise ConfigError(f"model config: pool_type {pool_type!r} gives {self._pool_layer.output_size} "
+                              f"dims, not embed_dim {embed_dim}")
+        self.build_heads(embed_dim, ce, triplet, center)
+
+    def pitch_image(self, feat: torch.Tensor) -> torch.Tensor:
+        """(B, T, bins) dB CQT -> (B, octaves or 1, bins_per_octave, T)."""
+        b, t, _ = feat.shape
+        x = feat.reshape(b, t, self.octaves, self.bins_per_octave).permute(0, 2, 3, 1)
+        if self.fold == "chroma":  # octaves summed as magnitudes, back in dB
+            x = 20.0 * torch.log10(torch.pow(10.0, x / 20.0).sum(dim=1, keepdim=True) + 1e-6)
+        return x
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        """feat (B, T, input_dim) -> embedding (B, embed_dim), before the BN neck."""
+        if feat.dim() != 3 or feat.size(-1) != self.input_dim:
+            raise ValueError(f"pitch_cnn expects (batch, frames, {self.input_dim}) features, "
+                             f"got {tuple(feat.shape)}")
+        x = self.blocks(self.input_norm(self.pitch_image(feat)))
+        x = x.amax(dim=2)                       # max over pitch class: key invariance
+        return self._pool_layer(self.dropout(x.transpose(1, 2)))
