@@ -8,6 +8,15 @@ Two reference transforms, each decided per sample with its own probability:
 - ``roll_pitch: {prob, shift_num}``: with probability ``prob`` roll the bins axis by
   ``k * shift_num`` with ``k`` uniform in {-1, 0, 1} (a transposition by up to ``shift_num`` bins).
 
+One csi addition, applied last:
+
+- ``timbre: {prob, tilt_db, curve_db, knots}``: with probability ``prob`` add to every frame a
+  random gain curve over the bins, in dB: a spectral tilt uniform in ±``tilt_db`` from the
+  lowest to the highest bin plus a smooth curve through ``knots`` evenly spaced points, each
+  uniform in ±``curve_db`` (linear in between). An equaliser, a different instrument's
+  spectral envelope or a microphone colour the spectrum this way; the model learns to
+  ignore it (feature-domain timbre augmentation).
+
 Erased cells are addressed with ``arange``-built index tensors (one ``index_put_`` per
 region, touching only the erased cells) and the roll is one ``gather``: there is no Python
 loop over samples, frames or bins (only over the ``erase_num`` regions).
@@ -27,7 +36,8 @@ import torch
 
 ERASE_KEYS = {"prob", "erase_num", "region_size"}
 ROLL_KEYS = {"prob", "shift_num", "range"}
-TOP_KEYS = {"random_erase", "roll_pitch"}
+TIMBRE_KEYS = {"prob", "tilt_db", "curve_db", "knots"}
+TOP_KEYS = {"random_erase", "roll_pitch", "timbre"}
 ERASE_MIN_DB = -80.0
 
 
@@ -52,7 +62,7 @@ class SpecAugment:
     """Batch SpecAugment (random erase, then pitch roll); see the module docstring."""
 
     def __init__(self, random_erase: Mapping[str, Any] | None = None,
-                 roll_pitch: Mapping[str, Any] | None = None):
+                 roll_pitch: Mapping[str, Any] | None = None, timbre: Mapping[str, Any] | None = None):
         self.erase_prob = 0.0
         self.erase_num = 0
         self.region_size = (0.25, 0.1)
@@ -78,6 +88,17 @@ class SpecAugment:
             if self.roll_range < 1:
                 raise ValueError(f"spec augment roll_pitch: range must be >= 1, got {self.roll_range}")
 
+        self.timbre_prob, self.tilt_db, self.curve_db, self.knots = 0.0, 0.0, 0.0, 2
+        if timbre is not None:
+            _check_keys("timbre", timbre, TIMBRE_KEYS, {"prob"})
+            self.timbre_prob = _check_prob("timbre", timbre["prob"])
+            self.tilt_db = float(timbre.get("tilt_db", 12.0))
+            self.curve_db = float(timbre.get("curve_db", 6.0))
+            self.knots = int(timbre.get("knots", 6))
+            if self.tilt_db < 0 or self.curve_db < 0 or self.knots < 2:
+                raise ValueError(f"spec augment timbre: need tilt_db >= 0, curve_db >= 0 and knots >= 2, "
+                                 f"got {self.tilt_db}, {self.curve_db}, {self.knots}")
+
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "SpecAugment":
         """Build from the reference's ``spec_augmentation`` section; unknown keys are an error."""
@@ -86,16 +107,18 @@ class SpecAugment:
         if unknown:
             raise ValueError(f"spec augment: unknown key(s) {', '.join(unknown)} "
                              f"(allowed: {', '.join(sorted(TOP_KEYS))})")
-        return cls(random_erase=cfg.get("random_erase"), roll_pitch=cfg.get("roll_pitch"))
+        return cls(random_erase=cfg.get("random_erase"), roll_pitch=cfg.get("roll_pitch"), timbre=cfg.get("timbre"))
 
     @property
     def enabled(self) -> bool:
-        return (self.erase_prob > 0 and self.erase_num > 0) or (self.roll_prob > 0 and self.shift_num != 0)
+        return ((self.erase_prob > 0 and self.erase_num > 0) or (self.roll_prob > 0 and self.shift_num != 0)
+                or (self.timbre_prob > 0 and (self.tilt_db > 0 or self.curve_db > 0)))
 
     def __repr__(self) -> str:
         return (f"SpecAugment(random_erase={{prob: {self.erase_prob}, erase_num: {self.erase_num}, "
                 f"region_size: {list(self.region_size)}}}, roll_pitch={{prob: {self.roll_prob}, "
-                f"shift_num: {self.shift_num}, range: {self.roll_range}}})")
+                f"shift_num: {self.shift_num}, range: {self.roll_range}}}, timbre={{prob: {self.timbre_prob}, "
+                f"tilt_db: {self.tilt_db}, curve_db: {self.curve_db}, knots: {self.knots}}})")
 
     def __call__(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment ``feats`` (B, T, F), or one sample (T, F); returns a new tensor of the same
@@ -110,6 +133,8 @@ class SpecAugment:
             out = self.random_erase(out, generator)
         if self.roll_prob > 0 and self.shift_num != 0:
             out = self.roll_pitch(out, generator)
+        if self.timbre_prob > 0:
+            out = out + self._timbre_gains(out.shape[0], out.shape[2], generator, out.device).unsqueeze(1).to(out.dtype)
         return out if out is not feats else feats.clone()
 
     # -- random parameters (shared by the batch and the single-sample paths) -------------
@@ -139,6 +164,16 @@ class SpecAugment:
         n = 2 * self.roll_range + 1
         k = (self._rand(b, generator, device) * n).long().clamp_(max=n - 1) - self.roll_range
         return k * self.shift_num * selected.long()
+
+    def _timbre_gains(self, b: int, f: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        """(B, F) gain curves in dB (tilt + piecewise-linear curve), 0 for unselected samples."""
+        selected = self._rand(b, generator, device) < self.timbre_prob
+        tilt = (self._rand(b, generator, device) * 2 - 1) * self.tilt_db
+        knots = (self._rand(b * self.knots, generator, device).view(b, self.knots) * 2 - 1) * self.curve_db
+        position = torch.linspace(0, 1, f, device=device)
+        curve = torch.nn.functional.interpolate(knots.unsqueeze(1), size=f, mode="linear", align_corners=True)
+        gains = tilt.view(b, 1) * (position - 0.5) + curve.squeeze(1)
+        return gains * selected.view(b, 1)
 
     # -- batch path ------------------------------------------------------------------------
     def random_erase(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -193,4 +228,6 @@ class SpecAugment:
             shift = int(self._roll_shifts(1, generator, torch.device("cpu"))[0])
             if shift:
                 out = torch.roll(out, shift, dims=1)
+        if self.timbre_prob > 0:
+            out += self._timbre_gains(1, f, generator, torch.device("cpu"))[0].to(out.dtype)
         return out

@@ -27,6 +27,7 @@ from csi.models import build_model
 from csi.registry import ConfigError
 from csi.train import checkpoint as ckpt
 from csi.train.config import Hparams
+from csi.train.curves import write_history
 from csi.train.distributed import Context, any_true, barrier, broadcast_object
 from csi.train.schedule import learning_rate
 
@@ -156,6 +157,7 @@ class Trainer:
     def train(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
         cfg, start = self.cfg, time.time()
         while self.epoch < cfg.max_epochs:
+            epoch_t0 = time.time()
             summary = self._train_epoch(start)
             if summary is None:  # max_steps reached in the middle of an epoch: keep a usable model
                 self._save_epoch(self.epoch)
@@ -163,7 +165,10 @@ class Trainer:
             finished = self.epoch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             maps = self.validate(finished) if finished % cfg.every_n_epoch_to_dev == 0 else {}
-            self.history.append({"epoch": finished, "step": self.step, **summary, "map": maps})
+            minutes = (self.history[-1].get("wall_minutes", 0.0) if self.history else 0.0) + (time.time() - epoch_t0) / 60
+            self.history.append({"epoch": finished, "step": self.step, **summary, "map": maps, "wall_minutes": minutes})
+            if self.ctx.is_main:
+                write_history(self.exp_dir, self.history)
             stop = self._early_stop(finished, maps)
             if finished % cfg.every_n_epoch_to_save == 0 or stop:
                 self._save_epoch(finished)
