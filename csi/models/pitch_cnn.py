@@ -2,7 +2,8 @@
 
 The CQT (B, T, bins) with ``bins_per_octave`` bins an octave is laid out as an image of
 pitch class x time with one channel per octave (``fold: octaves``) or a single chroma
-channel (``fold: chroma``, the octaves summed in linear magnitude). Convolutions wrap
+channel (``fold: chroma``: the octaves summed as power, each frame divided by its
+largest pitch class, log-compressed to [0, 1] as the ``chroma_mean`` baseline does). Convolutions wrap
 around the pitch-class axis (circular padding), so transposing the input by k semitones
 rolls every feature map by k; a max over the pitch-class axis then makes the embedding
 invariant to key, by construction rather than by augmentation. This is the key-invariance
@@ -11,7 +12,9 @@ idea of Bello's and Serrà's chroma systems (best of 12 shifts) and of the CNNs 
 Network", arXiv 1911.00334, max-pooling over pitch) on a pitch-class circle.
 
     feat (B, T, bins) -> (B, octaves|1, bpo, T) -> BatchNorm2d
-      -> blocks: [circular-pitch conv3x3 -> BN -> ReLU] x 2 -> avg-pool time by time_pool[i]
+      -> blocks: [circular-pitch conv -> BN -> ReLU] x 2 -> avg-pool time by time_pool[i]
+         (kernels 3 x time_kernel; the very first first_pitch_kernel x time_kernel: 12 lets
+         every position see the whole pitch-class circle relative to itself)
       -> max over pitch class -> (B, T', C) -> POOLINGS[pool_type] -> embed_dim
     training heads and losses: :class:`csi.models.heads.EmbeddingModel`.
 
@@ -20,6 +23,7 @@ Sizes for a CPU budget: channels (32, 64, 128, 128) and 12.5 model frames/s (``m
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import torch
@@ -31,20 +35,21 @@ from csi.models.registry import MODELS, POOLINGS
 from csi.registry import ConfigError
 
 FOLDS = ("octaves", "chroma")
+CHROMA_FLOOR = 1e-6  # frames quieter than -60 dB re the clip maximum stay near 0 (silence, padding)
 
 
 class _CircularPitchConv(nn.Module):
     """Conv2d over (pitch class, time): pitch padded circularly, time with zeros."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 3):
+    def __init__(self, c_in: int, c_out: int, pitch_kernel: int = 3, time_kernel: int = 3):
         super().__init__()
-        self.pad = kernel // 2
-        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=(0, self.pad), bias=False)
+        self.before, self.after = pitch_kernel // 2, (pitch_kernel - 1) // 2
+        self.conv = nn.Conv2d(c_in, c_out, (pitch_kernel, time_kernel), padding=(0, time_kernel // 2), bias=False)
         self.norm = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.pad
-        x = torch.cat([x[:, :, -p:], x, x[:, :, :p]], dim=2) if p else x
+        a, b = self.before, self.after
+        x = torch.cat([x[:, :, x.size(2) - a:], x, x[:, :, :b]], dim=2) if a or b else x
         return F.relu(self.norm(self.conv(x)))
 
 
@@ -56,7 +61,8 @@ class PitchCNN(EmbeddingModel):
 
     def __init__(self, input_dim: int = 96, embed_dim: int = 128, bins_per_octave: int = 12,
                  fold: str = "octaves", channels: Sequence[int] = (32, 64, 128, 128),
-                 time_pool: Sequence[int] = (2, 2, 2, 1), pool_type: str = "attention", dropout: float = 0.1,
+                 time_pool: Sequence[int] = (2, 2, 2, 1), first_pitch_kernel: int = 3, time_kernel: int = 3,
+                 pool_type: str = "attention", dropout: float = 0.1,
                  ce: Mapping | None = None, triplet: Mapping | None = None, center: Mapping | None = None):
         super().__init__()
         input_dim = config_number(input_dim, "input_dim", int, positive=True)
@@ -77,8 +83,14 @@ class PitchCNN(EmbeddingModel):
         c_in = self.octaves if fold == "octaves" else 1
         self.input_norm = nn.BatchNorm2d(c_in)
         blocks = []
-        for c_out, t in zip(channels, time_pool):
-            layers: list[nn.Module] = [_CircularPitchConv(c_in, c_out), _CircularPitchConv(c_out, c_out)]
+        first = config_number(first_pitch_kernel, "first_pitch_kernel", int, positive=True)
+        tk = config_number(time_kernel, "time_kernel", int, positive=True)
+        if first > bpo or tk % 2 != 1:
+            raise ConfigError(f"model config: need first_pitch_kernel <= bins_per_octave and an odd time_kernel, "
+                              f"got {first} and {tk}")
+        for i, (c_out, t) in enumerate(zip(channels, time_pool)):
+            layers: list[nn.Module] = [_CircularPitchConv(c_in, c_out, first if i == 0 else 3, tk),
+                                       _CircularPitchConv(c_out, c_out, 3, tk)]
             if t > 1:
                 layers.append(nn.AvgPool2d((1, t), ceil_mode=True))
             blocks.append(nn.Sequential(*layers))
@@ -96,8 +108,10 @@ class PitchCNN(EmbeddingModel):
         """(B, T, bins) dB CQT -> (B, octaves or 1, bins_per_octave, T)."""
         b, t, _ = feat.shape
         x = feat.reshape(b, t, self.octaves, self.bins_per_octave).permute(0, 2, 3, 1)
-        if self.fold == "chroma":  # octaves summed as magnitudes, back in dB
-            x = 20.0 * torch.log10(torch.pow(10.0, x / 20.0).sum(dim=1, keepdim=True) + 1e-6)
+        if self.fold == "chroma":  # octaves summed as power, each frame scaled to its peak, log-compressed
+            power = torch.pow(10.0, x.clamp(max=0.0) / 10.0).sum(dim=1, keepdim=True)
+            peak = power.amax(dim=2, keepdim=True).clamp(min=CHROMA_FLOOR)
+            x = torch.log1p(10.0 * power / peak) / math.log(11.0)
         return x
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
