@@ -52,7 +52,10 @@ def plot_learning_curve(history: Sequence[Mapping], path: str | os.PathLike,
     ax.set_ylabel("MAP")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left")
+    if not history:
+        title = (title + "\n" if title else "") + "(no finished epoch)"
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

@@ -161,6 +161,8 @@ class Trainer:
             summary = self._train_epoch(start)
             if summary is None:  # max_steps reached in the middle of an epoch: keep a usable model
                 self._save_epoch(self.epoch)
+                if self.ctx.is_main:
+                    write_history(self.exp_dir, self.history)  # finished epochs only (maybe none)
                 break
             finished = self.epoch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0

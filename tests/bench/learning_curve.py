@@ -1,0 +1,115 @@
+"""Test MAP against the number of training works (and training seeds), beside chance and
+the non-learned baselines. From the repo root, after stages 0-2 of egs/synthcovers:
+
+    python3 -m tests.bench.learning_curve DATA_DIR OUT_DIR [--config conf/train/demo_quick.yaml]
+        [--fractions 0.25,0.5,1.0] [--seeds 1234] [--minutes 11]
+
+DATA_DIR holds ``train/full.txt``, ``val/full.txt`` and ``test/full.txt``. For every
+fraction f and seed s, the first f of the training works (in a seeded order; the smaller
+sets are subsets of the larger ones) train the config for ``--minutes`` minutes
+(``max_minutes``; the same budget for every point, so smaller sets see more epochs) into
+``OUT_DIR/works<N>_seed<S>``; the checkpoint with the best val MAP (``g_best``) is
+evaluated on the test works (all-vs-all, the one embedding path of stage 6). Writes
+``OUT_DIR/map_vs_works.png`` and prints one JSON line: per point the number of works and
+test MAP, the mean and spread over seeds, and the baselines' and chance's test MAP.
+Runs one training at a time (two at once on 2 cores collapse throughput).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from csi.io.manifest import read_manifest, write_manifest
+
+
+def subset_manifest(records: list[dict], fraction: float, seed: int) -> list[dict]:
+    """Recordings of the first ``fraction`` of the works, works in a fixed seeded order."""
+    works = sorted({r["song"] for r in records})
+    random.Random(seed).shuffle(works)
+    keep = set(works[:max(2, round(fraction * len(works)))])
+    return [r for r in records if r["song"] in keep]
+
+
+def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: int, minutes: float) -> float:
+    """Train one point (resumes if interrupted) and return the test MAP of g_best."""
+    import csi
+    from csi.eval.embed import evaluate_map
+    from tools import train as train_tool
+
+    exp.mkdir(parents=True, exist_ok=True)
+    write_manifest(exp / "train.txt", train)
+    hp = dict(config, train_path=str(exp / "train.txt"), seed=seed, max_minutes=minutes,
+              val={"query_path": str(data / "val" / "full.txt"), "ref_path": str(data / "val" / "full.txt")})
+    (exp / "config").mkdir(exist_ok=True)
+    (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp, sort_keys=False))
+    if not (exp / "pt_model" / "g_best").exists() or not (exp / "done").exists():
+        if train_tool.main([str(exp)]) != 0:
+            raise RuntimeError(f"training failed in {exp}")
+        (exp / "done").touch()
+    model = csi.load_model(exp, checkpoint="g_best")
+    test = read_manifest(data / "test" / "full.txt")
+    chunk = int(hp["chunk_frame"][0]) * int(hp["mean_size"])
+    return evaluate_map(model, test, test, chunk, int(hp["mean_size"]))
+
+
+def plot(points: list[dict], refs: dict[str, float], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    xs = [p["works"] for p in points]
+    ax.errorbar(xs, [p["map_mean"] for p in points], yerr=[p["map_std"] for p in points], marker="o",
+                capsize=3, label="model (g_best), mean ± std over seeds")
+    for k, (name, value) in enumerate(sorted(refs.items(), key=lambda kv: -kv[1])):
+        ax.axhline(value, linestyle="--", linewidth=1, color=f"C{k + 1}", label=name)
+    ax.set_xlabel("training works")
+    ax.set_ylabel("test MAP (unseen works, unseen timbres)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--config", type=Path, default=Path("conf/train/demo_quick.yaml"))
+    parser.add_argument("--fractions", default="0.25,0.5,1.0")
+    parser.add_argument("--seeds", default="1234")
+    parser.add_argument("--minutes", type=float, default=11.0)
+    args = parser.parse_args()
+    from csi.eval.baselines import evaluate_baselines
+
+    config = yaml.safe_load(args.config.read_text())
+    records = read_manifest(args.data_dir / "train" / "full.txt")
+    test = read_manifest(args.data_dir / "test" / "full.txt")
+    fractions = [float(f) for f in args.fractions.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    points = []
+    for fraction in fractions:
+        train = subset_manifest(records, fraction, seed=0)
+        n_works = len({r["song"] for r in train})
+        maps = [train_point(config, train, args.data_dir, args.out_dir / f"works{n_works}_seed{seed}", seed,
+                            args.minutes) for seed in seeds]
+        points.append({"works": n_works, "tracks": len(train), "test_map": [round(m, 4) for m in maps],
+                       "map_mean": round(float(np.mean(maps)), 4), "map_std": round(float(np.std(maps)), 4)})
+    baselines = evaluate_baselines(test, test, "all")
+    refs = {name: round(float(m["MAP"]), 4) for name, m in baselines.items()}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    plot(points, refs, args.out_dir / "map_vs_works.png")
+    print(json.dumps({"points": points, "baselines": refs, "minutes_per_point": args.minutes,
+                      "config": str(args.config), "test_works": len({r["song"] for r in test}),
+                      "test_tracks": len(test), "plot": str(args.out_dir / "map_vs_works.png")}))
+
+
+if __name__ == "__main__":
+    main()
