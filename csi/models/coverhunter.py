@@ -44,7 +44,7 @@ from torch import nn
 
 from csi.models.conformer import ConformerEncoder
 from csi.models.heads import EmbeddingModel, config_number as _number, config_section as _section
-from csi.models.registry import MODELS, POOLINGS
+from csi.models.registry import MODELS
 from csi.registry import ConfigError
 
 __all__ = ["CoverHunter", "build_model", "MODEL_KEYS"]
@@ -98,11 +98,7 @@ class CoverHunter(EmbeddingModel):
             positional_dropout_rate=_number(enc["positional_dropout"], "encoder.positional_dropout", minimum=0.0),
             attention_dropout_rate=_number(enc["attention_dropout"], "encoder.attention_dropout", minimum=0.0))
         self.build_neck(embed_dim)
-        self._pool_layer = POOLINGS.build({"name": pool_type, "in_dim": d_model, "out_dim": embed_dim},
-                                          where="model config: pool_type")
-        if self._pool_layer.output_size != embed_dim:
-            raise ConfigError(f"model config: pool_type {pool_type!r} gives {self._pool_layer.output_size} "
-                              f"dims, not embed_dim {embed_dim}")
+        self.build_pooling(pool_type, d_model, embed_dim)
         self.build_heads(embed_dim, ce, triplet, center)
 
     @classmethod

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from csi.losses import CenterLoss, FocalLoss, HardTripletLoss
+from csi.models.registry import POOLINGS
 from csi.registry import ConfigError
 
 CE_DEFAULTS = {"output_dims": None, "weight": 1.0, "gamma": 2.0, "alpha": None}
@@ -115,6 +116,16 @@ class EmbeddingModel(nn.Module):
                                   alpha=load_alpha(ce["alpha"], num_classes))
         self._triplet_loss = HardTripletLoss(margin=config_number(triplet["margin"], "triplet.margin"))
         self._center_loss = CenterLoss(num_classes=num_classes, feat_dim=embed_dim)
+
+    def build_pooling(self, pool_type: str, in_dim: int, embed_dim: int) -> None:
+        """``_pool_layer``: POOLINGS[pool_type] from ``in_dim`` frame features to ``embed_dim``."""
+        if not isinstance(pool_type, str):
+            raise ConfigError(f"model config: pool_type must be a name, got {pool_type!r}")
+        self._pool_layer = POOLINGS.build({"name": pool_type, "in_dim": in_dim, "out_dim": embed_dim},
+                                          where="model config: pool_type")
+        if self._pool_layer.output_size != embed_dim:
+            raise ConfigError(f"model config: pool_type {pool_type!r} gives {self._pool_layer.output_size} "
+                              f"dims, not embed_dim {embed_dim}")
 
     def build_neck(self, embed_dim: int) -> None:
         """The BN neck alone, for models that register it before their pooling (checkpoint

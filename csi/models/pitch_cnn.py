@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from csi.models.heads import EmbeddingModel, config_number
-from csi.models.registry import MODELS, POOLINGS
+from csi.models.registry import MODELS
 from csi.registry import ConfigError
 
 FOLDS = ("octaves", "chroma")
@@ -97,11 +97,7 @@ class PitchCNN(EmbeddingModel):
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(config_number(dropout, "dropout", minimum=0.0))
-        self._pool_layer = POOLINGS.build({"name": pool_type, "in_dim": c_in, "out_dim": embed_dim},
-                                          where="model config: pool_type")
-        if self._pool_layer.output_size != embed_dim:
-            raise ConfigError(f"model config: pool_type {pool_type!r} gives {self._pool_layer.output_size} "
-                              f"dims, not embed_dim {embed_dim}")
+        self.build_pooling(pool_type, c_in, embed_dim)
         self.build_heads(embed_dim, ce, triplet, center)
 
     def pitch_image(self, feat: torch.Tensor) -> torch.Tensor:
