@@ -479,3 +479,11 @@ def test_dev_map_excludes_tempo_copies(tiny):
         mean_average_precision(d, songs, songs, same_source))
     assert evaluate_map(model, recs, recs, 40, 2, batch_size=5, keep_tempo_copies=True) == pytest.approx(
         mean_average_precision(d, songs, songs, np.eye(16, dtype=bool)))
+
+
+def test_cli_single_work_split_is_an_error(tiny, capsys):
+    one = tiny["root"] / "one_work.txt"
+    one.write_text("".join(json.dumps(r) + "\n" for r in tiny["records"] if r["song"] == "work0"))
+    rc, _, _ = _run(tiny, query=one, ref=one, out="one")
+    assert rc == 1
+    assert "one_work.txt: 1 work; retrieval needs at least 2" in capsys.readouterr().err

@@ -298,6 +298,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     all_vs_all = args.ref_path.exists() and args.query_path.exists() and os.path.samefile(args.query_path,
                                                                                           args.ref_path)
     refs = queries if all_vs_all else read_records(args.ref_path, "reference")
+    works = {r["song"] for r in refs} | ({r["song"] for r in queries} if all_vs_all else set())
+    if len(works) < 2:  # every ranking would be perfect: a number that means nothing
+        raise EvalError(f"{args.ref_path}: {len(works)} work; retrieval needs at least 2")
     distractors = read_records(args.distractors, "distractor", need_song=False) if args.distractors else []
     known = {r["utt"] for r in queries} | {r["utt"] for r in refs}
     clash = [d["utt"] for d in distractors if d["utt"] in known]
