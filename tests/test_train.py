@@ -147,6 +147,11 @@ def test_config_errors_name_the_key(tmp_path):
         Trainer(tmp_path, CPU, parse_hparams(hp))
     with pytest.raises(ConfigError, match="multiple of m_per_class"):
         parse_hparams(tiny_hparams(full, batch_size=7))
+    one = make_features(tmp_path / "one", n_works=1)
+    with pytest.raises(ConfigError, match="one/full.txt: the training set has 1 work"):
+        Trainer(tmp_path, CPU, parse_hparams(tiny_hparams(one)))
+    with pytest.raises(ConfigError, match="one/full.txt: the dev set 'dev' has 1 work"):
+        Trainer(tmp_path, CPU, parse_hparams(tiny_hparams(full, dev={"query_path": str(one), "ref_path": str(one)})))
 
 
 def test_cli_errors_and_two_process_gloo_training(tmp_path):

@@ -63,6 +63,13 @@ def resolve_model_hparams(model_hp: dict, n_classes: int, where: str) -> dict:
     return hp
 
 
+def _require_works(records: list[dict], path: str, role: str) -> None:
+    """A split with fewer than two works can neither train a work classifier nor be ranked."""
+    works = {r["song"] for r in records}
+    if len(works) < 2:
+        raise ConfigError(f"{path}: the {role} set has {len(works)} work(s); at least 2 are needed")
+
+
 class Trainer:
     def __init__(self, exp_dir: str | Path, ctx: Context, hp: Hparams, writer=None):
         self.exp_dir, self.ctx, self.hp, self.cfg = Path(exp_dir), ctx, hp, hp.train
@@ -70,6 +77,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2 ** 32)
         records = read_manifest(cfg.train_path, required=("utt", "song", "song_id", "feat", "feat_len"))
+        _require_works(records, cfg.train_path, "training")
         labels = [int(r["song_id"]) for r in records]
         self.n_classes = max(labels) + 1
         self.model_hp = resolve_model_hparams(hp.model, self.n_classes, "hparams.yaml")
@@ -109,6 +117,8 @@ class Trainer:
         self.dev_sets = {name: (read_manifest(d.query_path, required=("utt", "song", "feat", "feat_len")),
                                 read_manifest(d.ref_path, required=("utt", "song", "feat", "feat_len")), d)
                          for name, d in hp.dev_sets.items()}
+        for name, (_, refs, dev) in self.dev_sets.items():
+            _require_works(refs, dev.ref_path, f"dev set {name!r}")
         dev_frames = (round(cfg.dev_chunk_s * 25) if cfg.dev_chunk_s else int(cfg.chunk_frame[0])) * cfg.mean_size
         self.dev_chunk_frames = dev_frames
         self.writer = writer
