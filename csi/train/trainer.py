@@ -67,7 +67,7 @@ def _require_works(records: list[dict], path: str, role: str) -> None:
     """A split with fewer than two works can neither train a work classifier nor be ranked."""
     works = {r["song"] for r in records}
     if len(works) < 2:
-        raise ConfigError(f"{path}: the {role} set has {len(works)} work(s); at least 2 are needed")
+        raise ConfigError(f"{path}: the {role} has {len(works)} work(s); at least 2 are needed")
 
 
 class Trainer:
@@ -77,7 +77,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2 ** 32)
         records = read_manifest(cfg.train_path, required=("utt", "song", "song_id", "feat", "feat_len"))
-        _require_works(records, cfg.train_path, "training")
+        _require_works(records, cfg.train_path, "training set")
         labels = [int(r["song_id"]) for r in records]
         self.n_classes = max(labels) + 1
         self.model_hp = resolve_model_hparams(hp.model, self.n_classes, "hparams.yaml")
