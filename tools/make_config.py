@@ -1,6 +1,6 @@
 """Write a YAML config with overrides, e.g. an experiment's config/hparams.yaml:
 
-    python3 -m tools.make_config conf/train/demo_cpu.yaml exp/demo/config/hparams.yaml \
+    python3 -m tools.make_config conf/train/demo_quick.yaml exp/demo/config/hparams.yaml \
         --set train_path=data/train/full.txt --set val.query_path=data/val/full.txt
 
 ``--set a.b=VALUE`` sets nested key b of mapping a (created when missing); VALUE is read
