@@ -17,7 +17,7 @@ seed=0            # corpus seed (renderings; the split does not depend on it)
 val_fraction=0.1  # share of the works for validation (dev MAP, early stopping, g_best)
 test_fraction=0.2 # share of the works held out for testing
 corpus_dir=""     # empty: $recipe/downloads/synthcovers_w<works>_s<seed>
-data=$recipe/data
+data=""           # empty: $recipe/data/<corpus directory name> (one per corpus: sizes do not clobber each other)
 nj=2
 train_features=$CSI_ROOT/conf/features/test.yaml  # no offline augmentation: the corpus varies the
                                                   # renderings and training stretches tempo online
@@ -36,6 +36,7 @@ esac
 [ -n "$train_config" ] || train_config=$CSI_ROOT/conf/train/demo_$size.yaml
 [ -n "$exp" ] || exp=$recipe/exp/demo_$size
 [ -n "$corpus_dir" ] || corpus_dir=$recipe/downloads/synthcovers_w${works}_s${seed}
+[ -n "$data" ] || data=$recipe/data/$(basename "$corpus_dir")
 csi_activate
 
 if stage_begin 0 "render the demo corpus"; then

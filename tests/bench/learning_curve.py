@@ -64,8 +64,9 @@ def plot(points: list[dict], refs: dict[str, float], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     xs = [p["works"] for p in points]
-    ax.errorbar(xs, [p["map_mean"] for p in points], yerr=[p["map_std"] for p in points], marker="o",
-                capsize=3, label="model (g_best), mean ± std over seeds")
+    seeds = len(points[0]["test_map"]) if points else 0
+    ax.errorbar(xs, [p["map_mean"] for p in points], yerr=[p["map_std"] for p in points], marker="o", capsize=3,
+                label=f"model (g_best), mean ± std over {seeds} seeds" if seeds > 1 else "model (g_best), 1 seed")
     for k, (name, value) in enumerate(sorted(refs.items(), key=lambda kv: -kv[1])):
         ax.axhline(value, linestyle="--", linewidth=1, color=f"C{k + 1}", label=name)
     ax.set_xlabel("training works")
