@@ -209,7 +209,7 @@ def test_resume_after_kill_recomputes_only_missing(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(list((data / "cqt_feat").glob("*/*.npy")))
+    done_before = len(list((data / "cqt_feat").glob("*/*.src")))  # a feature counts once its source is recorded
     assert done_before >= 3
     r = extract(data)
     assert r.returncode == 0, r.stderr
@@ -219,6 +219,19 @@ def test_resume_after_kill_recomputes_only_missing(tmp_path):
     for rec in full:
         assert np.load(rec["feat"]).shape == (rec["feat_len"], 96)
     assert not list((data / "cqt_feat").glob("*/.*.tmp"))
+
+
+def test_changed_audio_is_computed_again(tmp_path):
+    data = make_data(tmp_path, hparams="aug_speed_mode: [1.0]\n")
+    assert extract(data).returncode == 0
+    before = {r["utt"]: np.load(r["feat"]).copy() for r in read_manifest(data / "full.txt")}
+    y = sine(523.25, 4.0, sr=22050)                      # the same utt, another recording
+    sf.write(tmp_path / "w0_v0.wav", y, 22050)
+    r = extract(data)
+    assert r.returncode == 0 and "1 computed, 5 reused" in r.stderr
+    after = {r["utt"]: np.load(r["feat"]) for r in read_manifest(data / "full.txt")}
+    assert not np.array_equal(after["w0v0"], before["w0v0"])
+    assert all(np.array_equal(after[u], before[u]) for u in before if u != "w0v0")
 
 
 def test_torchrun_shards_match_single_process(tmp_path):

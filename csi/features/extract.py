@@ -24,7 +24,7 @@ from tqdm import tqdm
 from csi.config import to_dict
 from csi.features import augment
 from csi.features.config import FeatureConfig
-from csi.features.store import FeatureStore, stable_hash
+from csi.features.store import FeatureStore, source_signature, stable_hash
 from csi.io.audio import AudioError, load
 from csi.io.manifest import Record, read_manifest
 
@@ -107,7 +107,8 @@ class Extractor:
     def __call__(self, rec: Record) -> Outcome:
         cfg = self.cfg
         wanted = [(k, tempo_utt(rec["utt"], k)) for k in cfg.aug_speed_mode]
-        stored = {utt: self.store.length(utt) for _, utt in wanted}
+        source = source_signature(rec["wav"])  # another or changed audio file: computed again
+        stored = {utt: self.store.length(utt, source) for _, utt in wanted}
         y = None
         if any(n is None for n in stored.values()):
             try:
@@ -132,7 +133,7 @@ class Extractor:
                     feat = self.features(z)
                 except Exception as e:  # a defect on one file must not end a long run
                     return Outcome(rec["utt"], [], f"feature extraction failed: {type(e).__name__}: {e}")
-                self.store.save(utt, feat)
+                self.store.save(utt, feat, source)
                 n_frames, computed = len(feat), computed + 1
                 audio_s += len(z) / cfg.sr
             new = dict(rec)

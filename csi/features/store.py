@@ -64,25 +64,49 @@ class FeatureStore:
     def path(self, utt: str) -> Path:
         return self.root / f"{stable_hash(utt) % 256:02x}" / f"{safe_name(utt)}.cqt.npy"
 
-    def length(self, utt: str) -> int | None:
-        """Frames in the stored feature of ``utt``, or None if it is missing or unreadable."""
+    def length(self, utt: str, source: str | None = None) -> int | None:
+        """Frames in the stored feature of ``utt``, or None if it is missing, unreadable or,
+        when ``source`` is given, was made from another source (another audio file, or the
+        same file changed since: see :func:`source_signature`)."""
+        path = self.path(utt)
+        if source is not None:
+            try:
+                if path.with_suffix(".src").read_text(encoding="utf-8") != source:
+                    return None
+            except OSError:
+                return None
         try:
-            return int(np.load(self.path(utt), mmap_mode="r").shape[0])
+            return int(np.load(path, mmap_mode="r").shape[0])
         except (OSError, ValueError):
             return None
 
-    def save(self, utt: str, feat: np.ndarray) -> Path:
-        """Write ``feat`` (frames, bins) through a temporary file and rename it into place."""
+    def save(self, utt: str, feat: np.ndarray, source: str | None = None) -> Path:
+        """Write ``feat`` (frames, bins) through a temporary file and rename it into place;
+        then record its ``source`` beside it (an interruption in between leaves a feature
+        without its record, which :meth:`length` treats as missing)."""
         path = self.path(utt)
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".src").unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(feat, dtype=self.dtype))
             os.replace(tmp, path)
+            if source is not None:
+                atomic_write_text(path.with_suffix(".src"), source)
         finally:
             tmp.unlink(missing_ok=True)
         return path
+
+
+def source_signature(wav: str | os.PathLike) -> str | None:
+    """What a stored feature was made from: the audio file's absolute path, size and
+    modification time (None when it cannot be read; extraction then reports the file)."""
+    try:
+        st = os.stat(wav)
+    except OSError:
+        return None
+    return f"{os.path.abspath(wav)} {st.st_size} {st.st_mtime_ns}"
 
 
 def load_feature(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
