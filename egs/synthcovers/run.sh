@@ -3,7 +3,7 @@
 # on this machine (no download). The split by work is fixed (hash of the work id) and the
 # val/test works are rendered with instruments, effects and noise never used in training,
 # so stage 6 measures generalisation to unseen works AND unseen timbres.
-#   bash egs/synthcovers/run.sh                        # quick size, every stage (~25 min on 2 cores)
+#   bash egs/synthcovers/run.sh                        # quick size, every stage (~15 min on 2 cores)
 #   bash egs/synthcovers/run.sh --size full            # every usable work, longer training
 #   bash egs/synthcovers/run.sh --works 20 --stop_stage 1
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
