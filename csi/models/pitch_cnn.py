@@ -3,8 +3,9 @@
 The CQT (B, T, bins) with ``bins_per_octave`` bins an octave is laid out as an image of
 pitch class x time with one channel per octave (``fold: octaves``) or a single chroma
 channel (``fold: chroma``: the octaves summed as power, each frame divided by its
-largest pitch class, log-compressed to [0, 1] as the ``chroma_mean`` baseline does). Convolutions wrap
-around the pitch-class axis (circular padding), so transposing the input by k semitones
+largest pitch class, then ``log(1 + 10 v) / log 11``, the CLP compression of Muller & Ewert
+2011). Convolutions wrap around the pitch-class axis (circular padding), so transposing
+the input by k semitones
 rolls every feature map by k; a max over the pitch-class axis then makes the embedding
 invariant to key, by construction rather than by augmentation. This is the key-invariance
 idea of Bello's and Serrà's chroma systems (best of 12 shifts) and of the CNNs of Yu et al.
@@ -18,8 +19,9 @@ Network", arXiv 1911.00334, max-pooling over pitch) on a pitch-class circle.
       -> max over pitch class -> (B, T', C) -> POOLINGS[pool_type] -> embed_dim
     training heads and losses: :class:`csi.models.heads.EmbeddingModel`.
 
-Sizes for a CPU budget: channels (32, 64, 128, 128) and 12.5 model frames/s (``mean_size:
-2``) train at several hundred 20-s chunks a second on 2 cores.
+Sizes for a CPU budget (conf/train/demo_quick.yaml): ``fold: chroma``, ``first_pitch_kernel:
+12``, channels (32, 64, 96) and 12.5 model frames/s (``mean_size: 2``) train at about 100
+chunks of 20 s a second on 2 cores.
 """
 from __future__ import annotations
 
