@@ -43,7 +43,8 @@ def test_demo_recipe_stages_0_2(tmp_path):
 
     # stages 3 and 6 with a tiny model: train a few steps, then evaluate the test works
     conf = yaml.safe_load((REPO / "conf" / "train" / "demo_quick.yaml").read_text())
-    conf.update(max_steps=6, max_epochs=1, chunk_frame=[50], channels=[8, 8], time_pool=[2, 2], embed_dim=32)
+    conf.update(max_steps=6, max_epochs=1, chunk_frame=[50], channels=[8, 8], time_pool=[2, 2], embed_dim=32,
+                batch_size=8, m_per_class=2)  # 6 training works
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
     common = ["--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data"),
               "--exp", str(tmp_path / "exp"), "--train_config", str(tmp_path / "tiny.yaml")]
