@@ -69,5 +69,15 @@ def broadcast_object(ctx: Context, obj):
 
 
 def cleanup(ctx: Context) -> None:
+    """Leave the process group together: a rank that destroys it while another still talks
+    to it can abort at exit (gloo: "terminate called without an active exception")."""
     if ctx.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+        try:  # bounded wait: a rank that failed alone must not hang the others here
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass
+        finally:
+            dist.destroy_process_group()
