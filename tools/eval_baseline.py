@@ -46,16 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    from csi.cli import run_tool_main
     from csi.eval.baselines import BaselineError
-    from csi.io.manifest import ManifestError
-    try:
-        run(args)
-    except (BaselineError, ManifestError, FileNotFoundError) as e:
-        print(f"eval_baseline: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_tool_main("eval_baseline", lambda: run(args), (BaselineError,))
 
 
 def read_split(path: Path, role: str) -> list[dict]:
