@@ -10,7 +10,15 @@ import torch
 import yaml
 
 from csi.eval.distance import ChunkDistances, naive_track_distances, track_mean_embeddings
-from csi.eval.embed import embed_tracks, evaluate_map, track_distances
+from csi.embed import ChunkPolicy, FeatureReader, embed_records
+from csi.embed.frontend import COVERHUNTER_CQT, resolve_frontend
+from csi.eval.dev_map import evaluate_map, track_distances
+
+POLICY = ChunkPolicy(40, 40, 2)
+
+
+def _reader():
+    return FeatureReader(resolve_frontend(COVERHUNTER_CQT), 96)
 from csi.eval.metrics import (average_precisions, mean_average_precision, retrieval_metrics, same_source_pairs,
                               source_of_utt)
 from tools import eval_testset
@@ -420,10 +428,10 @@ def test_evaluate_map_and_failed_tracks(tiny):
     model = csi.load_model(tiny["exp"], checkpoint=0)
     recs = tiny["records"] + [{"utt": "missing", "song": "work0", "feat": str(tiny["root"] / "none.npy"),
                                "feat_len": 50}]
-    value = evaluate_map(model, recs, recs, 40, 2, batch_size=5)
-    emb = embed_tracks(model, recs, 40, 2, batch_size=5)
+    value = evaluate_map(model, recs, recs, POLICY, _reader(), batch_size=5)
+    emb = embed_records(model, recs, POLICY, _reader(), batch_size=5)
     assert list(emb.failed) == [12] and len(emb.emb) == 36 and 0 < value <= 1
-    owner = emb.owner.numpy()
+    owner = emb.owner
     d = naive_track_distances(emb.emb, owner, 12, emb.emb, owner, 12)
     songs = [r["song"] for r in tiny["records"]]
     assert value == pytest.approx(mean_average_precision(d, songs, songs, np.eye(12, dtype=bool)))
@@ -472,12 +480,12 @@ def test_dev_map_excludes_tempo_copies(tiny):
     import csi
     _, recs, same_source = _with_tempo_copies(tiny)
     model = csi.load_model(tiny["exp"], checkpoint=0)
-    emb = embed_tracks(model, recs, 40, 2, batch_size=5)
-    d = naive_track_distances(emb.emb, emb.owner.numpy(), 16, emb.emb, emb.owner.numpy(), 16)
+    emb = embed_records(model, recs, POLICY, _reader(), batch_size=5)
+    d = naive_track_distances(emb.emb, emb.owner, 16, emb.emb, emb.owner, 16)
     songs = [r["song"] for r in recs]
-    assert evaluate_map(model, recs, recs, 40, 2, batch_size=5) == pytest.approx(
+    assert evaluate_map(model, recs, recs, POLICY, _reader(), batch_size=5) == pytest.approx(
         mean_average_precision(d, songs, songs, same_source))
-    assert evaluate_map(model, recs, recs, 40, 2, batch_size=5, keep_tempo_copies=True) == pytest.approx(
+    assert evaluate_map(model, recs, recs, POLICY, _reader(), batch_size=5, keep_tempo_copies=True) == pytest.approx(
         mean_average_precision(d, songs, songs, np.eye(16, dtype=bool)))
 
 

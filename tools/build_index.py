@@ -2,23 +2,23 @@
 
     python3 -m tools.build_index MODEL_DIR MANIFEST OUT_DIR [--type flat|ivfpq|hnsw]
         [--nlist N] [--m M] [--nbits B] [--nprobe N] [--hnsw_m M] [--ef_construction N]
-        [--ef_search N] [--add] [--batch_size N] [--checkpoint C] [--hop_frames N] [--device D]
+        [--ef_search N] [--add] [--batch_size N] [--checkpoint C] [--hop_s S] [--device D]
 
-Each record of MANIFEST (JSON lines with utt, song and feat, or only wav: its CQT is
-computed on the fly) is cut into chunks of the model's length (``chunk_frame[0]`` ×
-``mean_size`` CQT frames, every ``--hop_frames``, default one chunk length), embedded and
+Each record of MANIFEST (JSON lines with utt, song and feat, or only wav: its features are
+computed on the fly by the model's front end, config/model_card.yaml) is cut into chunks of
+the model's training length (every ``--hop_s``, default one chunk length), embedded and
 indexed with its recording and work. Index parameters not given are chosen from the
 collection size (see csi/index/params.py). ``--add`` appends the recordings not yet in
 OUT_DIR's index (same model required; IVF lists are not retrained). Writes OUT_DIR/index.faiss,
 meta.jsonl, index.json and build_index_run.yaml (resolved config and environment).
-Unusable records are reported and left out; the exit status is 1 if nothing could be indexed.
+Unusable records are reported and left out; the exit status is 1 if nothing could be indexed
+(or on bad input: a missing file, another model than the index's with ``--add``).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 log = logging.getLogger("csi.index")
@@ -40,92 +40,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--add", action="store_true", help="extend the index in OUT_DIR")
     parser.add_argument("--batch_size", type=int, default=32, help="chunks a forward pass")
     parser.add_argument("--checkpoint", help="epoch number or file name in pt_model/ (default: latest)")
-    parser.add_argument("--hop_frames", type=int, help="CQT frames between chunk starts (default: chunk length)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--hop_s", type=float, help="seconds between chunk starts (default: the chunk length)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("faiss").setLevel(logging.WARNING)     # its loader logs at INFO
-    from csi.io.manifest import ManifestError
+    from csi.cli import run_tool_main
+    from csi.index import IndexFileError, ModelMismatchError
     from csi.registry import ConfigError
 
-    try:
-        return build(args)
-    except (ManifestError, ConfigError, FileNotFoundError, ValueError) as e:
-        log.error("build_index: %s", e)
-        return 2
+    logging.getLogger("faiss").setLevel(logging.WARNING)     # its loader logs at INFO
+    status: list[int] = []
+    code = run_tool_main("build_index", lambda: status.append(build(args)),
+                         (ConfigError, IndexFileError, ModelMismatchError, ValueError))
+    return code or status[0]
 
 
 def build(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
     from csi.env import write_run_info
-    from csi.index import ChunkIndex, check_model, model_identity
-    from csi.index.embed import ChunkSettings, embed_stream, record_features
+    from csi.index.build import build_index
     from csi.io.manifest import read_manifest
-    from csi.train.checkpoint import load_model
 
-    t0 = time.time()
-    identity = model_identity(args.model_dir, args.checkpoint)
     records = read_manifest(args.manifest, required=("utt", "song"))
-    index = None
-    if args.add:
-        index = ChunkIndex.load(args.out_dir)
-        check_model(index.model, identity, index.dim)
-        settings = ChunkSettings(identity["chunk_frames"], identity["mean_size"], int(index.model["hop_frames"]))
-        if args.hop_frames and args.hop_frames != settings.hop_frames:
-            raise ValueError(f"--hop_frames {args.hop_frames}: the index uses {settings.hop_frames}")
-        ignored = [k for k in ("nlist", "m", "nbits", "hnsw_m", "ef_construction") if getattr(args, k) is not None]
-        if args.kind and args.kind != index.kind:
-            ignored.insert(0, "type")
-        if ignored:
-            log.warning("--add keeps the index's type and parameters (%s %s); ignoring %s", index.kind,
-                        index.params.to_dict(), ", ".join(f"--{k}" for k in ignored))
-        index.set_search_params(args.nprobe, args.ef_search)
-        skipped = [r["utt"] for r in records if r["utt"] in index]
-        if skipped:
-            log.info("%d recordings already in the index are skipped", len(skipped))
-        records = [r for r in records if r["utt"] not in index]
-    else:
-        settings = ChunkSettings(identity["chunk_frames"], identity["mean_size"],
-                                 args.hop_frames or identity["chunk_frames"])
-        if (args.out_dir / "index.json").exists():
-            log.info("replacing the index in %s", args.out_dir)
-    identity["hop_frames"] = settings.hop_frames
-
-    model = load_model(args.model_dir, args.device, identity["checkpoint"])
-    failed: list[tuple[int, str]] = []
-    bar = tqdm(records, desc="embed", unit="rec", disable=args.no_progress or not records, file=sys.stderr)
-    blocks = list(embed_stream(model, record_features(bar, failed, identity["input_dim"]), settings,
-                               args.batch_size, args.device))
-    bar.close()
-    vectors = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros((0, model.output_size), np.float32)
-    owners = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros(0, np.int64)
-    t_embed = time.time() - t0
-
-    if index is not None:
-        added = index.add(vectors, owners, records)
-    else:
-        if not len(vectors):
-            log.error("build_index: nothing to index (%d records, %d unusable)", len(records), len(failed))
-            return 1
-        overrides = {k: getattr(args, k) for k in ("nlist", "m", "nbits", "nprobe", "hnsw_m", "ef_construction",
-                                                   "ef_search")}
-        index = ChunkIndex.build(vectors, owners, records, kind=args.kind or "flat", model=identity, **overrides)
-        added = len(index)
-    index.save(args.out_dir)
+    params = {k: getattr(args, k) for k in ("nlist", "m", "nbits", "nprobe", "hnsw_m", "ef_construction", "ef_search")}
+    result = build_index(args.model_dir, records, args.out_dir, kind=args.kind, params=params, add=args.add,
+                         hop_s=args.hop_s, checkpoint=args.checkpoint, batch_size=args.batch_size,
+                         device=args.device, progress=not args.no_progress)
+    if result.index is None:
+        log.error("build_index: nothing to index (%d records, %d unusable)", len(records), len(result.failed))
+        return 1
+    index = result.index
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_run_info(args.out_dir / "build_index_run.yaml", config, index=index.info(),
-                   added_recordings=added, failed=[{"utt": records[i]["utt"], "reason": r} for i, r in failed])
+    write_run_info(args.out_dir / "build_index_run.yaml", config, index=index.info(), added_recordings=result.added,
+                   failed=[{"utt": result.records[i]["utt"], "reason": r} for i, r in result.failed])
     log.info("%s: %d recordings added (%d chunks), %d unusable; index: %s %s, %d recordings, %d works, "
-             "%d vectors; %.1f s (embedding %.1f s)", args.out_dir, added, len(vectors), len(failed), index.kind,
-             index.params.to_dict(), len(index), len(index.songs), index.ntotal, time.time() - t0, t_embed)
-    return 0 if added or not records else 1
+             "%d vectors; %.1f s", args.out_dir, result.added, result.chunks, len(result.failed), index.kind,
+             index.params.to_dict(), len(index), len(index.songs), index.ntotal, result.seconds)
+    return 0 if result.added or not result.records else 1
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mean_embedding", action="store_true", help="compare averaged track embeddings")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--num_workers", type=int, default=0, help="processes reading features / decoding audio")
     p.add_argument("--distractors", type=Path, help="manifest of references that are never relevant")
     p.add_argument("--out_dir", type=Path)

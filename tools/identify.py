@@ -10,14 +10,16 @@ recording, or with ``--json`` one JSON object a query:
 ``{"query", "duration_s", "chunks", "works": [{"rank", "song", "score", "utt", "recordings"}],
 "recordings": [{"rank", "utt", "song", "score"}]}``.
 The model is the one recorded in INDEX_DIR/index.json unless ``--model_dir`` is given; a
-model other than the index's is refused with the reason (exit status 2). A query that
-cannot be used (unreadable, empty, silent) gets one line on stderr and the others are
-still answered; the exit status is 1 only if every query failed.
+model other than the index's is refused with the reason (exit status 1). Each query's
+features come from the model's own front end (config/model_card.yaml). A query that cannot
+be used (missing, unreadable, empty, silent) gets one line on stderr and the others are
+still answered; the exit status is 1 if every query failed, 2 on a usage error.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -34,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ef_search", type=int, help="hnsw: search beam (default: the index's)")
     parser.add_argument("--k_chunks", type=int, help="vectors retrieved a query chunk (default max(100, 10·topk))")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     return parser.parse_args(argv)
 
 
@@ -43,46 +45,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.topk < 1:
         print("identify: --topk must be positive", file=sys.stderr)
         return 2
-    from csi.index import ChunkIndex, IndexFileError, ModelMismatchError, check_model, model_identity
+    from csi.cli import run_tool_main
+    from csi.index import IndexFileError, ModelMismatchError
     from csi.registry import ConfigError
 
-    try:
-        index = ChunkIndex.load(args.index_dir)
-        recorded = index.model
-        model_dir = args.model_dir or Path(recorded.get("model_dir", ""))
-        checkpoint = args.checkpoint
-        recorded_file = model_dir / "pt_model" / str(recorded.get("checkpoint"))
-        if checkpoint is None and recorded.get("checkpoint") and recorded_file.is_file():
-            checkpoint = recorded["checkpoint"]
-        identity = model_identity(model_dir, checkpoint)
-        check_model(recorded, identity, index.dim)
-    except (IndexFileError, ModelMismatchError, ConfigError, FileNotFoundError, OSError) as e:
-        print(f"identify: {e}", file=sys.stderr)
-        return 2
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+    logging.getLogger("csi.embed").setLevel(logging.ERROR)   # a bad query gets our one line, not two
+    status: list[int] = []
+    code = run_tool_main("identify", lambda: status.append(identify(args)),
+                         (IndexFileError, ModelMismatchError, ConfigError, ValueError))
+    return code or status[0]
+
+
+def identify(args: argparse.Namespace) -> int:
+    from csi.embed import embed_records
+    from csi.index import ChunkIndex
+    from csi.index.identity import index_model
+
+    index = ChunkIndex.load(args.index_dir)
+    loaded = index_model(index.model, index.dim, args.model_dir, args.checkpoint, args.device)
     index.set_search_params(args.nprobe, args.ef_search)
-
-    from csi.eval.embed import audio_features
-    from csi.index.embed import FRAMES_PER_SECOND, ChunkSettings, embed_all
-    from csi.io.audio import AudioError
-    from csi.train.checkpoint import load_model
-
-    model = load_model(model_dir, args.device, identity["checkpoint"])
-    settings = ChunkSettings(identity["chunk_frames"], identity["mean_size"],
-                             int(recorded.get("hop_frames") or identity["chunk_frames"]))
+    card = loaded.card
+    policy = card.chunking(hop_s=int(index.model.get("hop_frames") or card.chunk_frames) / card.frontend.frames_per_s)
+    reader = loaded.reader()
     answered = 0
     for path in args.audio:
-        try:
-            feat = audio_features(path)
-            if len(feat) == 0:
-                raise AudioError("too short: no CQT frame")
-        except (AudioError, OSError, ValueError) as e:
-            print(f"identify: {path}: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        result = embed_records(loaded.model, [{"utt": path, "wav": path}], policy, reader, args.batch_size,
+                               loaded.device)
+        if result.failed:
+            print(f"identify: {path}: {result.failed[0]}", file=sys.stderr)
             continue
-        vectors, _ = embed_all(model, [(0, feat)], settings, args.batch_size, args.device)
-        ranking = index.rank(vectors, args.topk, args.k_chunks)
-        result = {"query": path, "duration_s": round(len(feat) / FRAMES_PER_SECOND, 2), "chunks": len(vectors),
-                  **ranking.to_dict()}
-        print(json.dumps(result, ensure_ascii=False) if args.json else format_text(result), flush=True)
+        ranking = index.rank(result.emb, args.topk, args.k_chunks)
+        answer = {"query": path, "duration_s": round(reader.last_frames / card.frontend.frames_per_s, 2),
+                  "chunks": len(result.emb), **ranking.to_dict()}
+        print(json.dumps(answer, ensure_ascii=False) if args.json else format_text(answer), flush=True)
         answered += 1
     return 0 if answered else 1
 

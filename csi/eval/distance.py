@@ -22,16 +22,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from csi.utils import resolve_device
+
 __all__ = ["ChunkDistances", "track_mean_embeddings", "naive_track_distances", "resolve_device"]
 
 DEFAULT_BLOCK_ELEMENTS = 1 << 26   # chunk-pair similarities per matrix product (256 MB in float32)
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/"auto" → CUDA when available, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _as_tensor(x, device: torch.device) -> torch.Tensor:

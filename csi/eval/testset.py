@@ -1,15 +1,15 @@
 """Stage 6: evaluate a model directory on a query/reference set (the library behind
 ``tools.eval_testset``, whose docstring describes the protocol and outputs).
 
-Chunk embeddings through the one embedding path (csi.eval.embed) with a cache keyed by
-checkpoint and chunking, blockwise chunk distances (csi.eval.distance), retrieval metrics
-(csi.eval.metrics) beside chance and the non-learned baselines (csi.eval.baselines),
-and the plots.
+Chunk embeddings through the one embedding path (csi.embed: the model directory's card gives
+the front end and chunking) with a cache keyed by checkpoint, card and chunking
+(csi.eval.cache), blockwise chunk distances (csi.eval.distance), retrieval metrics
+(csi.eval.metrics) beside chance and the non-learned baselines (csi.eval.baselines), and
+the plots (csi.eval.plots).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +21,6 @@ import numpy as np
 
 log = logging.getLogger("csi.eval")
 
-CACHE_VERSION = 1
 HIST_BINS = np.linspace(0.0, 2.0, 4001)   # fine bins; the figure regroups them over the occupied range
 
 
@@ -32,29 +31,6 @@ class EvalError(RuntimeError):
 
 
 # ---- inputs ------------------------------------------------------------------------------
-def chunk_settings(model_dir: Path, chunk_s: float | None, hop_s: float | None) -> dict[str, Any]:
-    """Chunk length/hop in seconds and in feature frames (25 per second), and mean_size,
-    from the model's config/hparams.yaml unless given."""
-    from csi.config import load_yaml
-    from csi.eval.embed import FRAMES_PER_SECOND
-    from csi.train.config import TrainConfig
-
-    hp = load_yaml(model_dir / "config" / "hparams.yaml")
-    defaults = TrainConfig(train_path="-")
-    mean_size = int(hp.get("mean_size", defaults.mean_size))
-    chunk_frame = hp.get("chunk_frame", defaults.chunk_frame)
-    first = int(chunk_frame[0] if isinstance(chunk_frame, (list, tuple)) else chunk_frame)
-    if chunk_s is None:
-        chunk_s = first * mean_size / FRAMES_PER_SECOND
-    hop_s = chunk_s if hop_s is None else hop_s
-    chunk_frames, hop_frames = round(chunk_s * FRAMES_PER_SECOND), round(hop_s * FRAMES_PER_SECOND)
-    if chunk_frames < mean_size or hop_frames < 1:
-        raise EvalError(f"chunk_s {chunk_s} / hop_s {hop_s}: need a chunk of at least {mean_size} frames "
-                        f"and a hop of at least one frame (1/{FRAMES_PER_SECOND} s)")
-    return {"chunk_s": chunk_s, "hop_s": hop_s, "chunk_frames": chunk_frames, "hop_frames": hop_frames,
-            "mean_size": mean_size}
-
-
 def read_records(path: Path, role: str, need_song: bool = True) -> list[dict]:
     from csi.io.manifest import read_manifest
 
@@ -107,93 +83,13 @@ def read_query_in_ref(path: Path, queries: Sequence[dict], refs: Sequence[dict])
     return pairs
 
 
-def source_of(rec: dict) -> dict[str, Any]:
-    """What the embeddings of a record are computed from: the feature file, else the audio
-    file, with its size and modification time (a changed file is embedded again)."""
-    kind = "feat" if rec.get("feat") else "wav" if rec.get("wav") else None
-    if kind is None:
-        return {"kind": None}
-    path = str(rec[kind])
-    try:
-        st = os.stat(path)
-        return {"kind": kind, "path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    except OSError:
-        return {"kind": kind, "path": path, "size": None, "mtime_ns": None}
-
-
-# ---- embedding cache ---------------------------------------------------------------------
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def cache_key(checkpoint_sha256: str, settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    ingredients = {"version": CACHE_VERSION, "checkpoint_sha256": checkpoint_sha256,
-                   "chunk_frames": settings["chunk_frames"], "hop_frames": settings["hop_frames"],
-                   "mean_size": settings["mean_size"], "features": "coverhunter_cqt_25fps"}
-    digest = hashlib.sha256(json.dumps(ingredients, sort_keys=True).encode()).hexdigest()[:16]
-    return digest, ingredients
-
-
-class EmbeddingCache:
-    """``chunks.npy`` (chunks, dim) float32 + ``index.jsonl`` (utt, source, first, last) in a
-    directory named by the cache key."""
-
-    def __init__(self, directory: Path, ingredients: dict[str, Any]):
-        self.dir = directory
-        self.ingredients = ingredients
-        self.emb = np.zeros((0, 0), dtype=np.float32)
-        self.index: dict[str, dict[str, Any]] = {}
-        key_file = directory / "key.json"
-        if key_file.is_file() and (directory / "chunks.npy").is_file() and (directory / "index.jsonl").is_file():
-            if json.loads(key_file.read_text(encoding="utf-8")) != ingredients:
-                raise EvalError(f"{directory}: embedding cache made with other settings (key.json differs)")
-            self.emb = np.load(directory / "chunks.npy")
-            with open(directory / "index.jsonl", encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        entry = json.loads(line)
-                        self.index[entry["utt"]] = entry
-
-    def lookup(self, utt: str, source: dict[str, Any]) -> np.ndarray | None:
-        entry = self.index.get(utt)
-        if entry is None or entry["source"] != source or source.get("size") is None:
-            return None
-        return self.emb[entry["first"]:entry["last"] + 1]
-
-    def others(self, utts: set[str]) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
-        """Cached tracks not in ``utts`` (kept when the cache is rewritten)."""
-        return {u: (e["source"], self.emb[e["first"]:e["last"] + 1]) for u, e in self.index.items() if u not in utts}
-
-    def save(self, tracks: dict[str, tuple[dict[str, Any], np.ndarray]]) -> None:
-        """Rewrite the cache with ``tracks`` (utt -> (source, chunk embeddings)), atomically."""
-        from csi.io.manifest import atomic_write_text
-
-        self.dir.mkdir(parents=True, exist_ok=True)
-        mats, lines, at = [], [], 0
-        for utt, (source, emb) in tracks.items():
-            mats.append(emb)
-            lines.append(json.dumps({"utt": utt, "source": source, "first": at, "last": at + len(emb) - 1}))
-            at += len(emb)
-        dim = mats[0].shape[1] if mats else 0
-        matrix = np.concatenate(mats).astype(np.float32, copy=False) if mats else np.zeros((0, dim), np.float32)
-        tmp = self.dir / ".chunks.npy.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, matrix)
-        os.replace(tmp, self.dir / "chunks.npy")
-        atomic_write_text(self.dir / "index.jsonl", "".join(line + "\n" for line in lines))
-        atomic_write_text(self.dir / "key.json", json.dumps(self.ingredients, indent=1) + "\n")
-
-
 # ---- the evaluation ----------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import csi
     from csi.env import write_run_info
-    from csi.eval.distance import ChunkDistances, resolve_device, track_mean_embeddings
-    from csi.eval.embed import embed_tracks
+    from csi.embed import embed_records, open_model
+    from csi.eval.cache import EmbeddingCache, cache_key, source_of
+    from csi.eval.distance import ChunkDistances, track_mean_embeddings
+    from csi.eval.plots import plot_distance_hist, plot_pca
     from csi.eval.metrics import retrieval_metrics, same_source_pairs
 
     t_start = time.time()
@@ -206,18 +102,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             resolve_systems(args.baselines)
         except BaselineError as e:
             raise EvalError(f"--baselines: {e}") from None
-    settings = chunk_settings(model_dir, args.chunk_s, args.hop_s)
-    from csi.train.checkpoint import checkpoint_path
     try:
-        ckpt_file = checkpoint_path(model_dir, args.checkpoint)
-    except FileNotFoundError as e:
+        loaded = open_model(model_dir, args.checkpoint, args.device, load=False)
+    except (FileNotFoundError, ValueError) as e:
         raise EvalError(str(e)) from None
+    card, ckpt_file, device = loaded.card, loaded.checkpoint, loaded.device
     ckpt_name = ckpt_file.name
-    device = resolve_device(args.device)
-    if device.type == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise EvalError(f"--device {args.device}: CUDA is not available on this machine")
+    policy = card.chunking(args.chunk_s, args.hop_s)
+    settings = {"chunk_s": policy.chunk_frames / card.frontend.frames_per_s,
+                "hop_s": policy.hop_frames / card.frontend.frames_per_s, **policy.to_dict(),
+                "frontend": card.frontend.name, "frames_per_s": card.frontend.frames_per_s}
     out_dir = args.out_dir or model_dir / f"eval_{args.query_path.stem}"
 
     queries = read_records(args.query_path, "query")
@@ -242,8 +136,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         first = tracks.setdefault(rec["utt"], rec)
         if first is not rec and source_of(first) != source_of(rec):
             raise EvalError(f"utt {rec['utt']!r} appears with different feat/wav in the query and reference manifests")
-    ckpt_sha = file_sha256(ckpt_file)
-    key, ingredients = cache_key(ckpt_sha, settings)
+    identity = loaded.identity()
+    ckpt_sha = identity["checkpoint_sha256"]
+    key, ingredients = cache_key(identity, policy.to_dict())
     cache = EmbeddingCache(out_dir / "embeddings" / key, ingredients)
     embedded: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
     failed: dict[str, str] = {}
@@ -259,17 +154,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.time()
     if todo:
         log.info("embedding %d tracks (%d from the cache %s)", len(todo), n_cached, cache.dir)
-        model = csi.load_model(model_dir, device=device, checkpoint=ckpt_name)
-        result = embed_tracks(model, todo, settings["chunk_frames"], settings["mean_size"], args.batch_size,
-                              device, settings["hop_frames"], num_workers=args.num_workers)
-        emb = result.emb.numpy()
-        owner = result.owner.numpy()
-        bounds = np.searchsorted(owner, np.arange(len(todo) + 1))
-        for i, rec in enumerate(todo):
+        loaded = open_model(model_dir, ckpt_name, device)
+        result = embed_records(loaded.model, todo, policy, loaded.reader(), args.batch_size, device,
+                               num_workers=args.num_workers, progress=not args.no_progress)
+        for i, (rec, emb) in enumerate(zip(todo, result.per_record(len(todo)))):
             if i in result.failed:
                 failed[rec["utt"]] = result.failed[i]
             else:
-                embedded[rec["utt"]] = (source_of(rec), emb[bounds[i]:bounds[i + 1]])
+                embedded[rec["utt"]] = (source_of(rec), emb)
         cache.save({**cache.others(set(tracks)), **{utt: embedded[utt] for utt in tracks if utt in embedded}})
     else:
         log.info("all %d tracks embedded already (cache %s)", n_cached, cache.dir)
@@ -394,64 +286,3 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-# ---- figures -----------------------------------------------------------------------------
-def plot_distance_hist(path: Path, same: np.ndarray, diff: np.ndarray) -> None:
-    """Normalised histograms of the distances of same-work and different-work pairs."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    occupied = np.flatnonzero(same + diff)
-    lo, hi = (occupied[0], occupied[-1] + 1) if len(occupied) else (0, len(same))
-    group = max(1, -(-(hi - lo) // 80))                   # about 80 bars over the occupied range
-    hi = lo + -(-(hi - lo) // group) * group
-    pad = np.zeros(max(0, hi - len(same)), dtype=np.int64)
-    edges = np.linspace(0.0, 2.0, len(same) + 1)
-    width = (edges[1] - edges[0]) * group
-    left = edges[lo] + width * np.arange((hi - lo) // group)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for counts, name, colour in ((diff, "different work", "tab:gray"), (same, "same work", "tab:red")):
-        total = counts.sum()
-        if total:
-            grouped = np.concatenate([counts, pad])[lo:hi].reshape(-1, group).sum(axis=1)
-            ax.bar(left, grouped / total / width, width=width, align="edge", alpha=0.6, color=colour,
-                   label=f"{name} ({total:,} pairs)")
-    ax.set_xlabel("track distance (cosine)")
-    ax.set_ylabel("density")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_pca(path: Path, emb: np.ndarray, labels: Sequence, max_works: int = 20) -> None:
-    """2-D PCA (SVD of the centred track embeddings), coloured by work: the ``max_works``
-    largest works in colour, other tracks (and distractors) in grey."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = emb - emb.mean(axis=0, keepdims=True)
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    xy = x @ vt[:2].T if len(vt) >= 2 else np.column_stack([x @ vt[:1].T, np.zeros(len(x))])
-    explained = (s[:2] ** 2) / max(float((s ** 2).sum()), 1e-12)
-    sizes: dict = {}
-    for lab in labels:
-        if lab is not None:
-            sizes[lab] = sizes.get(lab, 0) + 1
-    shown = [w for w, n in sorted(sizes.items(), key=lambda kv: (-kv[1], str(kv[0]))) if n > 1][:max_works]
-    colour_of = {w: plt.get_cmap("tab20")(k % 20) for k, w in enumerate(shown)}
-    fig, ax = plt.subplots(figsize=(6.5, 6))
-    grey = np.array([lab not in colour_of for lab in labels])
-    ax.scatter(xy[grey, 0], xy[grey, 1], s=6, c="lightgray", label="other tracks")
-    for w in shown:
-        mask = np.array([lab == w for lab in labels])
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=14, color=colour_of[w], label=str(w)[:24])
-    ax.set_xlabel(f"PC1 ({explained[0]:.0%})")
-    ax.set_ylabel(f"PC2 ({explained[1] if len(explained) > 1 else 0:.0%})")
-    ax.set_title(f"track embeddings, {len(shown)} largest works in colour")
-    if len(shown) <= 20:
-        ax.legend(fontsize=6, markerscale=0.8, loc="best", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -27,8 +27,8 @@ from csi.features.config import FeatureConfig
 from csi.features.store import FeatureStore, source_signature, stable_hash
 from csi.io.audio import AudioError, load
 from csi.io.manifest import Record, read_manifest
+from csi.utils import SILENCE_PEAK, resolve_device
 
-SILENCE_PEAK = 1e-4  # -80 dBFS: a recording whose peak is below this is "silent"
 
 
 def tempo_utt(utt: str, factor: float) -> str:
@@ -50,11 +50,11 @@ class Extractor:
     """Turns one manifest record into its augmented features (one worker's state)."""
 
     def __init__(self, cfg: FeatureConfig, store_root: str | os.PathLike):
-        from csi.features.cqt import FRONTENDS
+        from csi.embed.frontend import resolve_frontend
 
         self.cfg = cfg
-        self.device = _device(cfg.device)
-        self.frontend = FRONTENDS.build(cfg.frontend, where="hparams.yaml: frontend").to(self.device).eval()
+        self.device = str(resolve_device(cfg.device))
+        self.frontend = resolve_frontend(cfg.frontend, cfg.sr).build(self.device)  # at the feature rate sr
         self.store = FeatureStore(store_root, fingerprint(cfg), cfg.feat_dtype)
         self.hop_s = float(getattr(self.frontend, "hop_s", 0.04))
         self.noise_files = _manifest_wavs(cfg.add_noise.noise_path) if cfg.add_noise else []
@@ -175,7 +175,7 @@ def run(records: list[Record], cfg: FeatureConfig, store_root: str | os.PathLike
         results = map(_work, records)
         pool = None
     else:
-        context = multiprocessing.get_context("spawn" if _device(cfg.device) != "cpu" else "fork")
+        context = multiprocessing.get_context("spawn" if resolve_device(cfg.device).type != "cpu" else "fork")
         pool = context.Pool(nj, initializer=_init_worker, initargs=(cfg, store_root))
         results = pool.imap(_work, records, chunksize=1)
     try:
@@ -202,12 +202,6 @@ def _init_worker(cfg: FeatureConfig, store_root: str | os.PathLike) -> None:
 def _work(rec: Record) -> Outcome:
     assert _WORKER is not None
     return _WORKER(rec)
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def _manifest_wavs(path: str) -> list[str]:

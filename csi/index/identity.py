@@ -1,50 +1,33 @@
-"""Which model made an index: checkpoint hash and name, embedding size, chunk settings.
+"""Which model made an index: checkpoint content and name, and the model card (embedding
+size, front end, chunking; csi.embed.card).
 
 An index is only meaningful with the model that embedded it: ``check_model`` refuses any
-other (different checkpoint content, embedding size or chunking) and says why.
+other (different checkpoint content, embedding size, front end or chunking) and says why;
+``index_model`` opens the model an index records, or the one a user names instead.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from csi.train.checkpoint import checkpoint_path  # re-exported for the index tools
 
+__all__ = ["ModelMismatchError", "check_model", "checkpoint_path", "index_model", "model_identity"]
+
+_COMPARED = ("input_dim", "chunk_frames", "mean_size", "frontend")
+
 
 class ModelMismatchError(ValueError):
     """The model does not match the one an index was built with; the message says how."""
 
 
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_identity(model_dir: str | os.PathLike, checkpoint: str | int | None = None) -> dict[str, Any]:
-    """Identity of a model directory's checkpoint: ``model_dir`` (absolute), ``checkpoint``
-    (file name), ``checkpoint_sha256``, ``embed_dim``, ``input_dim`` and its chunking
-    (``chunk_frames`` stored CQT frames = ``chunk_frame[0]`` × ``mean_size``)."""
-    from csi.config import load_yaml
-    from csi.train.config import parse_hparams
+    """``csi.embed.LoadedModel.identity`` of a model directory's checkpoint, without loading
+    the network: model_dir, checkpoint, checkpoint_sha256 and the card's entries."""
+    from csi.embed import open_model
 
-    model_dir = Path(model_dir).resolve()
-    config = model_dir / "config" / "hparams.yaml"
-    hp = parse_hparams(load_yaml(config), where=str(config))
-    path = checkpoint_path(model_dir, checkpoint)
-    return {
-        "model_dir": str(model_dir),
-        "checkpoint": path.name,
-        "checkpoint_sha256": file_sha256(path),
-        "embed_dim": int(hp.model["embed_dim"]),
-        "input_dim": int(hp.model["input_dim"]),
-        "chunk_frames": int(hp.train.chunk_frame[0]) * int(hp.train.mean_size),
-        "mean_size": int(hp.train.mean_size),
-    }
+    return open_model(model_dir, checkpoint, "cpu", load=False).identity()
 
 
 def check_model(index_model: dict[str, Any], model: dict[str, Any], dim: int | None = None) -> None:
@@ -61,8 +44,21 @@ def check_model(index_model: dict[str, Any], model: dict[str, Any], dim: int | N
             f"the index was built with checkpoint {index_model.get('checkpoint')} of {index_model.get('model_dir')} "
             f"(sha256 {str(index_model.get('checkpoint_sha256'))[:12]}), this is {model.get('checkpoint')} of "
             f"{model.get('model_dir')} (sha256 {str(model.get('checkpoint_sha256'))[:12]})")
-    for key in ("input_dim", "chunk_frames", "mean_size"):
+    for key in _COMPARED:   # an index made before a key was recorded is not judged on it
         if key in index_model and key in model and index_model[key] != model[key]:
             reasons.append(f"{key} {index_model[key]} (index) vs {model[key]} (model)")
     if reasons:
         raise ModelMismatchError("model does not match the index: " + "; ".join(reasons))
+
+
+def index_model(recorded: dict[str, Any], dim: int, model_dir: str | os.PathLike | None = None,
+                checkpoint: str | int | None = None, device: Any = "cpu"):
+    """Open the model of an index (``recorded``: its identity): the recorded directory and
+    checkpoint unless others are named; anything but the index's model is refused."""
+    from csi.embed import open_model
+
+    model_dir = Path(model_dir or recorded.get("model_dir", ""))
+    if checkpoint is None and recorded.get("checkpoint") and (model_dir / "pt_model" / str(recorded["checkpoint"])).is_file():
+        checkpoint = recorded["checkpoint"]
+    check_model(recorded, model_identity(model_dir, checkpoint), dim)
+    return open_model(model_dir, checkpoint, device)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections import OrderedDict
-from pathlib import Path
 from typing import Iterable, Sequence
+
+from csi.utils import atomic_write_text  # noqa: F401  (re-exported: many modules import it from here)
 
 Record = dict
 
@@ -76,23 +76,6 @@ def write_manifest(path: str | os.PathLike, records: Iterable[Record]) -> None:
     check_unique_utts(records, what=str(path))
     lines = "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
     atomic_write_text(path, lines)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary name and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def works_of(records: Iterable[Record]) -> dict[str, list[Record]]:

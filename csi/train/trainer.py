@@ -21,7 +21,9 @@ import torch
 from csi.data.dataset import ChunkDataset, collate
 from csi.data.sampler import MPerClassSampler
 from csi.data.specaug import SpecAugment
-from csi.eval.embed import evaluate_map
+from csi.embed import FeatureReader, ModelCard, write_card
+from csi.embed.frontend import COVERHUNTER_CQT, FrontEnd, resolve_frontend, store_frontend
+from csi.eval.dev_map import evaluate_map
 from csi.io.manifest import read_manifest
 from csi.models import build_model
 from csi.registry import ConfigError
@@ -68,6 +70,32 @@ def _require_works(records: list[dict], path: str, role: str) -> None:
     works = {r["song"] for r in records}
     if len(works) < 2:
         raise ConfigError(f"{path}: the {role} has {len(works)} work(s); at least 2 are needed")
+
+
+def training_frontend(train: list[dict], dev: list[dict], cqt: dict, where: str) -> FrontEnd:
+    """The front end that made the training features, from their feature store
+    (``fingerprint.json``); dev features must come from the same front end. Features without
+    a store record are taken as the CoverHunter CQT (said in the log). The reference key
+    ``cqt.hop_size`` is checked against the front end's hop."""
+    made_by = store_frontend(train[0]["feat"])
+    if made_by is None:
+        log.warning("%s: the features have no feature-store record (fingerprint.json); assuming the CoverHunter "
+                    "CQT at 16 kHz, 25 frames/s", where)
+        made_by = resolve_frontend(COVERHUNTER_CQT)
+    for rec in dev[:1]:
+        other = store_frontend(rec["feat"])
+        if other is not None and not other.same_features(made_by):
+            raise ConfigError(f"dev features {rec['feat']} were made by front end {other.name} {other.params}, "
+                              f"the training features by {made_by.name} {made_by.params}")
+    unknown = sorted(set(cqt) - {"hop_size"})
+    if unknown:
+        raise ConfigError(f"hparams.yaml: cqt: unknown key(s) {', '.join(unknown)}; accepted: hop_size "
+                          f"(the front end itself is configured in the feature stage's hparams.yaml)")
+    hop_s = 1.0 / made_by.frames_per_s
+    if "hop_size" in cqt and abs(float(cqt["hop_size"]) - hop_s) > 1e-9:
+        raise ConfigError(f"hparams.yaml: cqt.hop_size {cqt['hop_size']} differs from the hop of the front end that "
+                          f"made the training features ({hop_s:g} s, {made_by.name}); remove the key or fix it")
+    return made_by
 
 
 class Trainer:
@@ -119,8 +147,15 @@ class Trainer:
                          for name, d in hp.dev_sets.items()}
         for name, (_, refs, dev) in self.dev_sets.items():
             _require_works(refs, dev.ref_path, f"dev set {name!r}")
-        dev_frames = (round(cfg.dev_chunk_s * 25) if cfg.dev_chunk_s else int(cfg.chunk_frame[0])) * cfg.mean_size
-        self.dev_chunk_frames = dev_frames
+        self.card = ModelCard(self.model_hp.get("model", "coverhunter"), int(self.model_hp["input_dim"]),
+                              int(self.model.output_size),
+                              self.n_classes, cfg.mean_size, int(cfg.chunk_frame[0]) * cfg.mean_size,
+                              training_frontend(records, [r for q, refs, _ in self.dev_sets.values() for r in q + refs],
+                                                hp.raw.get("cqt") or {}, cfg.train_path))
+        self.dev_chunking = self.card.chunking(cfg.dev_chunk_s)
+        self.dev_reader = FeatureReader(self.card.frontend, self.card.input_dim)
+        if ctx.is_main:
+            write_card(self.exp_dir, self.card)
         self.writer = writer
         # progress, saved in every checkpoint
         self.step = 0
@@ -279,7 +314,7 @@ class Trainer:
                 if epoch % dev.every_n_epoch_to_dev:
                     continue
                 t0 = time.time()
-                maps[name] = evaluate_map(self.model, queries, refs, self.dev_chunk_frames, self.cfg.mean_size,
+                maps[name] = evaluate_map(self.model, queries, refs, self.dev_chunking, self.dev_reader,
                                           batch_size=self.cfg.batch_size, device=self.ctx.device)
                 log.info("epoch %d dev %s: MAP %.4f (%d queries, %.1f s)", epoch, name, maps[name], len(queries),
                          time.time() - t0)

@@ -16,12 +16,10 @@ import json
 
 import torch
 
-import csi
-from csi.config import load_yaml
 from csi.eval.baselines import evaluate_baselines
-from csi.eval.embed import evaluate_map
+from csi.embed import open_model
+from csi.eval.dev_map import evaluate_map
 from csi.io.manifest import read_manifest
-from csi.train.config import parse_hparams
 
 
 def main() -> None:
@@ -31,12 +29,10 @@ def main() -> None:
     parser.add_argument("ref", nargs="?")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    hp = parse_hparams(load_yaml(f"{args.exp_dir}/config/hparams.yaml")).train
     queries = read_manifest(args.query)
     refs = read_manifest(args.ref) if args.ref else queries
-    model = csi.load_model(args.exp_dir)
-    chunk = int(hp.chunk_frame[0]) * hp.mean_size
-    figures = {"model_map": round(evaluate_map(model, queries, refs, chunk, hp.mean_size), 4)}
+    loaded = open_model(args.exp_dir)
+    figures = {"model_map": round(evaluate_map(loaded.model, queries, refs, loaded.card.chunking(), loaded.reader()), 4)}
     for name, metrics in evaluate_baselines(queries, refs, "all").items():
         figures[f"{name}_map"] = round(metrics["MAP"], 4)
     print(json.dumps({**figures, "queries": len(queries), "refs": len(refs)}))

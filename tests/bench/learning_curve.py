@@ -37,8 +37,8 @@ def subset_manifest(records: list[dict], fraction: float, seed: int) -> list[dic
 
 def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: int, minutes: float) -> float:
     """Train one point (resumes if interrupted) and return the test MAP of g_best."""
-    import csi
-    from csi.eval.embed import evaluate_map
+    from csi.embed import open_model
+    from csi.eval.dev_map import evaluate_map
     from tools import train as train_tool
 
     exp.mkdir(parents=True, exist_ok=True)
@@ -51,10 +51,9 @@ def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: in
         if train_tool.main([str(exp)]) != 0:
             raise RuntimeError(f"training failed in {exp}")
         (exp / "done").touch()
-    model = csi.load_model(exp, checkpoint="g_best")
+    loaded = open_model(exp, "g_best")
     test = read_manifest(data / "test" / "full.txt")
-    chunk = int(hp["chunk_frame"][0]) * int(hp["mean_size"])
-    return evaluate_map(model, test, test, chunk, int(hp["mean_size"]))
+    return evaluate_map(loaded.model, test, test, loaded.card.chunking(), loaded.reader())
 
 
 def plot(points: list[dict], refs: dict[str, float], path: Path) -> None:

@@ -1,0 +1,81 @@
+"""Build a search index of a reference collection, or extend one (``tools.build_index``).
+
+Every record is cut into the model's chunks (csi.embed, the model card's front end and
+chunking), embedded and indexed with its recording and work. Extending (``add=True``) keeps
+the index's type, parameters, chunk hop and model, and skips recordings already in it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+
+from csi.index.identity import check_model
+from csi.index.store import ChunkIndex
+
+log = logging.getLogger("csi.index")
+
+BUILD_PARAMS = ("nlist", "m", "nbits", "hnsw_m", "ef_construction")   # fixed once an index exists
+SEARCH_PARAMS = ("nprobe", "ef_search")
+
+
+@dataclass
+class BuildResult:
+    index: ChunkIndex | None
+    added: int
+    chunks: int
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    records: Sequence[dict] = ()
+    seconds: float = 0.0
+
+
+def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Path, *, kind: str | None = None,
+                params: dict[str, Any] | None = None, add: bool = False, hop_s: float | None = None,
+                checkpoint: str | None = None, batch_size: int = 32, device: Any = "cpu",
+                progress: bool = True) -> BuildResult:
+    """Index ``records`` (or, with ``add``, append those not yet in ``out_dir``'s index)."""
+    from csi.embed import embed_records, open_model
+
+    t0 = time.time()
+    params = {k: v for k, v in (params or {}).items() if v is not None}
+    loaded = open_model(model_dir, checkpoint, device)
+    identity = loaded.identity()
+    index = None
+    if add:
+        index = ChunkIndex.load(out_dir)
+        check_model(index.model, identity, index.dim)
+        hop_frames = int(index.model["hop_frames"])
+        if hop_s is not None and loaded.card.seconds_to_frames(hop_s) != hop_frames:
+            raise ValueError(f"--hop_s {hop_s}: the index uses a hop of {hop_frames} frames "
+                             f"({hop_frames / loaded.card.frontend.frames_per_s:g} s)")
+        ignored = [k for k in BUILD_PARAMS if k in params] + (["type"] if kind and kind != index.kind else [])
+        if ignored:
+            log.warning("--add keeps the index's type and parameters (%s %s); ignoring %s", index.kind,
+                        index.params.to_dict(), ", ".join(f"--{k}" for k in ignored))
+        index.set_search_params(params.get("nprobe"), params.get("ef_search"))
+        known = [r for r in records if r["utt"] in index]
+        if known:
+            log.info("%d recordings already in the index are skipped", len(known))
+        records = [r for r in records if r["utt"] not in index]
+        policy = loaded.card.chunking(hop_s=hop_frames / loaded.card.frontend.frames_per_s)
+    else:
+        policy = loaded.card.chunking(hop_s=hop_s)
+        if (out_dir / "index.json").exists():
+            log.info("replacing the index in %s", out_dir)
+    identity["hop_frames"] = policy.hop_frames
+    result = embed_records(loaded.model, records, policy, loaded.reader(), batch_size, loaded.device,
+                           progress=progress)
+    failed = sorted(result.failed.items())
+    if index is not None:
+        added = index.add(result.emb, result.owner, records)
+    elif len(result.emb):
+        index = ChunkIndex.build(result.emb, result.owner, records, kind=kind or "flat", model=identity, **params)
+        added = len(index)
+    else:
+        added = 0
+    if index is not None and (added or not add):
+        index.save(out_dir)
+    return BuildResult(index, added, len(result.emb), failed, records, time.time() - t0)
