@@ -14,6 +14,12 @@ All three are plain ``nn.Module`` s that work on whatever device their inputs ar
 
 The definitions follow what the CoverHunter reference trains with (see the notes on each
 class where it differs from the textbook form).
+
+Each registered loss says what it reads with a class attribute ``input``: ``"logits"``
+(the classifier output on the BN neck) or ``"embedding"``; ``forward(x, labels) -> scalar``.
+A constructor may take ``num_classes`` and ``feat_dim`` (the embedding size): the model
+fills them in. ``build_loss`` builds one from a config entry; a model's weighted sum of them
+is made in csi.models.heads.
 """
 from __future__ import annotations
 
@@ -27,7 +33,28 @@ from csi.registry import Registry
 
 LOSSES = Registry("loss")
 
-__all__ = ["LOSSES", "FocalLoss", "HardTripletLoss", "CenterLoss", "pairwise_euclidean"]
+__all__ = ["LOSSES", "FocalLoss", "HardTripletLoss", "CenterLoss", "build_loss", "pairwise_euclidean"]
+LOSS_INPUTS = ("logits", "embedding")
+
+
+def build_loss(entry: dict, num_classes: int, feat_dim: int, where: str = "losses") -> nn.Module:
+    """``LOSSES[entry["name"]]`` with the entry's other keys; ``num_classes``/``feat_dim`` are
+    passed when the loss takes them. Unknown keys and a missing ``input`` are ConfigErrors."""
+    import inspect
+
+    from csi.registry import ConfigError
+
+    cls = LOSSES.get(entry.get("name", ""))
+    accepted = inspect.signature(cls).parameters
+    context = {k: v for k, v in (("num_classes", num_classes), ("feat_dim", feat_dim)) if k in accepted}
+    clash = sorted(set(context) & set(entry))
+    if clash:
+        raise ConfigError(f"{where}: {', '.join(clash)} come(s) from the model, not from the loss entry")
+    loss = LOSSES.build({**entry, **context}, where=where)
+    if getattr(loss, "input", None) not in LOSS_INPUTS:
+        raise ConfigError(f"{where}: loss {entry['name']!r} does not say its input (class attribute "
+                          f"input = 'logits' or 'embedding')")
+    return loss
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -37,6 +64,8 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
 
 @LOSSES.register("focal")
 class FocalLoss(nn.Module):
+    input = "logits"
+
     """Focal loss ``FL(p_t) = -a_t (1 - p_t)^gamma log(p_t)`` over softmax logits.
 
     Args:
@@ -100,6 +129,8 @@ def pairwise_euclidean(x: torch.Tensor, squared: bool = False) -> torch.Tensor:
 
 @LOSSES.register("hard_triplet")
 class HardTripletLoss(nn.Module):
+    input = "embedding"
+
     """Batch-hard triplet loss: ``mean_a relu(max_p d(a,p) - min_n d(a,n) + margin)``.
 
     Distances are Euclidean on the raw embeddings (no L2 normalisation, as the CoverHunter
@@ -132,6 +163,8 @@ class HardTripletLoss(nn.Module):
 
 @LOSSES.register("center")
 class CenterLoss(nn.Module):
+    input = "embedding"
+
     """Center loss ``1/B sum_i |x_i - c_{y_i}|^2`` with learnable centres ``centers`` (C, D).
 
     The centres are an ``nn.Parameter`` (initialised ``randn``) trained by the optimiser

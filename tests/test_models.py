@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from csi.models import MODEL_KEYS, MODELS, POOLINGS, CoverHunter, build_model
+from csi.models import MODEL_KEYS, MODELS, POOLINGS, CoverHunter, build_model, model_section
 from csi.models.conformer import Conv2dSubsampling4, RelPositionMultiHeadedAttention, sinusoid_table
 from csi.registry import ConfigError
 
@@ -78,7 +78,9 @@ def test_reference_config_reading(ref_hparams: dict):
     assert not model._bottleneck.bias.requires_grad
     # data/training keys of a full hparams.yaml are not the model's business
     full = {**ref_hparams, "batch_size": 16, "chunk_frame": [1125, 900, 675], "mean_size": 3}
-    assert isinstance(build_model(full), CoverHunter)
+    assert isinstance(build_model(model_section(full)), CoverHunter)
+    with pytest.raises(ConfigError, match="batch_size"):     # never dropped silently
+        build_model(full)
 
 
 def test_small_config_runs():
@@ -131,8 +133,7 @@ def test_unknown_section_key(section: str, key: str):
 
 def test_config_errors():
     with pytest.raises(ConfigError, match="nonsense"):
-        build_model({**SMALL, "nonsense": 1}, strict=True)
-    assert isinstance(build_model({**SMALL, "nonsense": 1}), CoverHunter)  # non-strict: not a model key
+        build_model({**SMALL, "nonsense": 1})
     with pytest.raises(ConfigError, match="transformer"):
         build_model({**SMALL, "model": "transformer"})
     with pytest.raises(ConfigError, match="max"):
@@ -232,3 +233,22 @@ def test_subsampling_fast_path():
     g_plain = torch.autograd.grad(plain.square().sum(), [x, *sub.parameters()])
     for a, b_ in zip(g_fast, g_plain):
         torch.testing.assert_close(a, b_)
+
+
+def test_losses_list_builds_a_weighted_sum_of_registered_losses():
+    hp = {**{k: v for k, v in SMALL.items() if k not in ("triplet", "center")}, "ce": {"output_dims": 4},
+          "losses": [{"name": "focal", "weight": 1.0, "gamma": 0.0}, {"name": "hard_triplet", "weight": 0.5}]}
+    torch.manual_seed(0)
+    model = build_model(hp).train()
+    feats, labels = torch.randn(8, 40, 96), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    loss, parts = model.compute_loss(feats, labels)
+    assert set(parts) == {"focal", "hard_triplet", "total"}
+    torch.testing.assert_close(loss.detach(), parts["focal"] + 0.5 * parts["hard_triplet"])
+    with pytest.raises(ConfigError, match="losses replaces"):
+        build_model({**hp, "triplet": {"weight": 0.1}})
+    with pytest.raises(ConfigError, match=r"losses\[0\].*unknown key.*margn"):
+        build_model({**hp, "losses": [{"name": "hard_triplet", "margn": 1}]})
+    with pytest.raises(ConfigError, match="unknown loss 'arcface'"):
+        build_model({**hp, "losses": [{"name": "arcface"}]})
+    with pytest.raises(ConfigError, match="used twice"):
+        build_model({**hp, "losses": [{"name": "focal"}, {"name": "focal"}]})

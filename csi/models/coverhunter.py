@@ -16,7 +16,7 @@ Loss (``compute_loss``) = ce.weight * focal CE(_ce_layer(_bottleneck(e)))
                         + center.weight * center loss(e);  a term with weight 0 is skipped.
 
 Hyper-parameters read from the hparams dict (everything else in it belongs to other
-components and is ignored by :func:`build_model`):
+components: :func:`model_section` takes the model's keys out of a whole hparams dict):
 
     model        registry name, default "coverhunter"
     input_dim    input bins (96)
@@ -47,10 +47,10 @@ from csi.models.heads import EmbeddingModel, config_number as _number, config_se
 from csi.models.registry import MODELS
 from csi.registry import ConfigError
 
-__all__ = ["CoverHunter", "build_model", "MODEL_KEYS"]
+__all__ = ["CoverHunter", "build_model", "model_section", "MODEL_KEYS"]
 
 # top-level hparams keys the CoverHunter model reads (the rest of hparams.yaml is data/training config)
-MODEL_KEYS = ("model", "input_dim", "embed_dim", "encoder", "pool_type", "ce", "triplet", "center")
+MODEL_KEYS = ("model", "input_dim", "embed_dim", "encoder", "pool_type", "ce", "triplet", "center", "losses")
 
 _ENCODER_DEFAULTS = {"output_dims": 128, "num_blocks": 6, "attention_dim": 256, "num_heads": 4,
                      "kernel_size": 15, "dropout": 0.1, "positional_dropout": 0.1,
@@ -68,7 +68,7 @@ class CoverHunter(EmbeddingModel):
 
     def __init__(self, input_dim: int = 96, embed_dim: int = 128, encoder: Mapping | None = None,
                  pool_type: str = "attention", ce: Mapping | None = None,
-                 triplet: Mapping | None = None, center: Mapping | None = None):
+                 triplet: Mapping | None = None, center: Mapping | None = None, losses: list | None = None):
         super().__init__()
         input_dim = _number(input_dim, "input_dim", int, positive=True)
         embed_dim = _number(embed_dim, "embed_dim", int, positive=True)
@@ -99,12 +99,12 @@ class CoverHunter(EmbeddingModel):
             attention_dropout_rate=_number(enc["attention_dropout"], "encoder.attention_dropout", minimum=0.0))
         self.build_neck(embed_dim)
         self.build_pooling(pool_type, d_model, embed_dim)
-        self.build_heads(embed_dim, ce, triplet, center)
+        self.build_heads(embed_dim, ce, triplet, center, losses)
 
     @classmethod
     def from_hparams(cls, hp: Mapping[str, Any]) -> "CoverHunter":
-        """Build from a whole hparams dict (keys outside MODEL_KEYS are ignored)."""
-        return build_model({**hp, "model": "coverhunter"})
+        """Build from a whole hparams dict (its data and training keys are not the model's)."""
+        return build_model(model_section({**hp, "model": "coverhunter"}))
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """feat (B, T, input_dim) -> embedding (B, embed_dim), before the BN neck."""
@@ -123,21 +123,23 @@ def model_keys(name: str = "coverhunter") -> tuple[str, ...]:
                        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)))
 
 
-def build_model(hp: Mapping[str, Any], strict: bool = False) -> nn.Module:
-    """Build ``MODELS[hp.get("model", "coverhunter")]`` from an hparams dict.
+def model_section(hp: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a whole ``hparams.yaml`` dict that its model (``hp["model"]``) reads;
+    the rest is data and training configuration (csi.train.config.parse_hparams)."""
+    keys = model_keys(hp.get("model", "coverhunter"))
+    return {k: v for k, v in hp.items() if k in keys}
 
-    Only the top-level keys the model reads are passed (``MODEL_KEYS``; data and training
-    keys in the same file belong to other components). With ``strict=True`` ``hp`` must be
-    a model-only section and any other key is a ConfigError.
-    """
+
+def build_model(hp: Mapping[str, Any]) -> nn.Module:
+    """Build ``MODELS[hp.get("model", "coverhunter")]`` from its model section: every key
+    must be one the model reads (a ConfigError names any other; use :func:`model_section`
+    to take the model keys out of a whole hparams dict)."""
     if not isinstance(hp, Mapping):
         raise ConfigError(f"model config must be a mapping, got {type(hp).__name__}")
     name = hp.get("model", "coverhunter")
     accepted = model_keys(name)[1:]
-    if strict:
-        unknown = sorted(set(map(str, hp)) - set(accepted) - {"model"})
-        if unknown:
-            raise ConfigError(f"model config: unknown key(s) {', '.join(unknown)} for model {name!r}; "
-                              f"accepted: model, {', '.join(accepted)}")
-    return MODELS.build({"name": name, **{k: v for k, v in hp.items() if k in accepted}},
-                        where="model config")
+    unknown = sorted(set(map(str, hp)) - set(accepted) - {"model"})
+    if unknown:
+        raise ConfigError(f"model config: unknown key(s) {', '.join(unknown)} for model {name!r}; "
+                          f"accepted: model, {', '.join(accepted)}")
+    return MODELS.build({"name": name, **{k: v for k, v in hp.items() if k != "model"}}, where="model config")

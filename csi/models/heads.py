@@ -8,10 +8,19 @@ A model subclasses :class:`EmbeddingModel`, builds its encoder, implements
     _ce_layer     Linear(embed_dim -> ce.output_dims, no bias) on the BN-neck output
     _center_loss  centres (ce.output_dims, embed_dim)
 
-Loss (``compute_loss``) = ce.weight * focal CE(_ce_layer(_bottleneck(e)))
+Loss (``compute_loss``): a weighted sum of registered losses (csi.losses.LOSSES). By
+default, from CoverHunter's sections:
+                          ce.weight * focal CE(_ce_layer(_bottleneck(e)))
                         + triplet.weight * batch-hard triplet(e)
                         + center.weight * center loss(e);  a term with weight 0 is skipped.
-The attribute names are CoverHunter's checkpoint keys.
+The attribute names are CoverHunter's checkpoint keys. Or from a ``losses`` list, each entry
+``{name: <registered loss>, weight: w, [label: l], <loss arguments>}``:
+
+    losses:
+      - {name: focal, weight: 1.0, gamma: 2}
+      - {name: hard_triplet, weight: 0.1, margin: 0.3}
+
+(``ce.output_dims`` still sizes the classifier; ``triplet``/``center`` sections then are errors).
 """
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from csi.losses import CenterLoss, FocalLoss, HardTripletLoss
+from csi.losses import CenterLoss, FocalLoss, HardTripletLoss, build_loss
 from csi.models.registry import POOLINGS
 from csi.registry import ConfigError
 
@@ -93,29 +102,53 @@ class EmbeddingModel(nn.Module):
     num_classes: int
 
     def build_heads(self, embed_dim: int, ce: Mapping | None, triplet: Mapping | None,
-                    center: Mapping | None) -> None:
-        """Check the ``ce``/``triplet``/``center`` sections and create the training heads."""
+                    center: Mapping | None, losses: list | None = None) -> None:
+        """Check the ``ce``/``triplet``/``center`` sections (or the ``losses`` list) and
+        create the training heads and losses."""
         ce = config_section(ce, CE_DEFAULTS, "ce")
-        triplet = config_section(triplet, TRIPLET_DEFAULTS, "triplet")
-        center = config_section(center, CENTER_DEFAULTS, "center")
         if ce["output_dims"] is None:
             raise ConfigError("model config: ce.output_dims (the number of training classes) is required")
         num_classes = config_number(ce["output_dims"], "ce.output_dims", int, positive=True)
-        self.loss_weights = {
-            "ce": config_number(ce["weight"], "ce.weight", minimum=0.0),
-            "triplet": config_number(triplet["weight"], "triplet.weight", minimum=0.0),
-            "center": config_number(center["weight"], "center.weight", minimum=0.0),
-        }
-        if not any(self.loss_weights.values()):
-            raise ConfigError("model config: ce.weight, triplet.weight and center.weight are all 0 (no loss)")
         self.embed_dim, self.num_classes = embed_dim, num_classes
         if not hasattr(self, "_bottleneck"):
             self.build_neck(embed_dim)
         self._ce_layer = nn.Linear(embed_dim, num_classes, bias=False)
+        if losses is not None:
+            if triplet is not None or center is not None or any(ce[k] != CE_DEFAULTS[k] for k in ("weight", "gamma", "alpha")):
+                raise ConfigError("model config: losses replaces the ce.weight/gamma/alpha, triplet and center "
+                                  "settings; give one or the other (ce.output_dims stays)")
+            self._build_loss_list(losses, num_classes, embed_dim)
+            return
+        triplet = config_section(triplet, TRIPLET_DEFAULTS, "triplet")
+        center = config_section(center, CENTER_DEFAULTS, "center")
         self._ce_loss = FocalLoss(gamma=config_number(ce["gamma"], "ce.gamma", minimum=0.0),
                                   alpha=load_alpha(ce["alpha"], num_classes))
         self._triplet_loss = HardTripletLoss(margin=config_number(triplet["margin"], "triplet.margin"))
         self._center_loss = CenterLoss(num_classes=num_classes, feat_dim=embed_dim)
+        self.loss_terms = [("ce", config_number(ce["weight"], "ce.weight", minimum=0.0), "_ce_loss"),
+                           ("triplet", config_number(triplet["weight"], "triplet.weight", minimum=0.0), "_triplet_loss"),
+                           ("center", config_number(center["weight"], "center.weight", minimum=0.0), "_center_loss")]
+        if not any(weight for _, weight, _ in self.loss_terms):
+            raise ConfigError("model config: ce.weight, triplet.weight and center.weight are all 0 (no loss)")
+
+    def _build_loss_list(self, losses: Any, num_classes: int, embed_dim: int) -> None:
+        if not isinstance(losses, list) or not losses:
+            raise ConfigError(f"model config: losses must be a non-empty list of {{name, weight, ...}}, got {losses!r}")
+        self.loss_terms = []
+        for k, entry in enumerate(losses):
+            where = f"model config: losses[{k}]"
+            if not isinstance(entry, Mapping) or "name" not in entry:
+                raise ConfigError(f"{where}: expected a mapping with a 'name', got {entry!r}")
+            entry = dict(entry)
+            weight = config_number(entry.pop("weight", 1.0), f"losses[{k}].weight", minimum=0.0)
+            label = str(entry.pop("label", entry["name"]))
+            if label in {t[0] for t in self.loss_terms} or label == "total":
+                raise ConfigError(f"{where}: label {label!r} used twice (give each entry its own label)")
+            attr = f"_loss_{label}"
+            self.add_module(attr, build_loss(entry, num_classes, embed_dim, where))
+            self.loss_terms.append((label, weight, attr))
+        if not any(weight for _, weight, _ in self.loss_terms):
+            raise ConfigError("model config: every loss weight is 0 (no loss)")
 
     def build_pooling(self, pool_type: str, in_dim: int, embed_dim: int) -> None:
         """``_pool_layer``: POOLINGS[pool_type] from ``in_dim`` frame features to ``embed_dim``."""
@@ -148,24 +181,25 @@ class EmbeddingModel(nn.Module):
     def compute_loss(self, feat: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted training loss and its parts.
 
-        Returns ``(total, {"ce", "triplet", "center", "total"})``: the dict holds detached
-        scalars, each term unweighted (0 for a term skipped because its weight is 0).
+        Returns ``(total, {<label>: ..., "total"})``: the dict holds detached scalars, each
+        term unweighted (0 for a term skipped because its weight is 0).
         """
         embed = self.forward(feat)
         labels = labels.to(embed.device).long().view(-1)
         zero = embed.new_zeros(())
-        parts = {"ce": zero, "triplet": zero, "center": zero}
+        parts = {label: zero for label, _, _ in self.loss_terms}
         total = None
-        for name, weight in self.loss_weights.items():
+        logits = None
+        for label, weight, attr in self.loss_terms:
             if weight <= 0:
                 continue
-            if name == "ce":
-                term = self._ce_loss(self._ce_layer(self._bottleneck(embed)), labels)
-            elif name == "triplet":
-                term = self._triplet_loss(embed, labels)
+            loss = getattr(self, attr)
+            if loss.input == "logits":
+                logits = self._ce_layer(self._bottleneck(embed)) if logits is None else logits
+                term = loss(logits, labels)
             else:
-                term = self._center_loss(embed, labels)
-            parts[name] = term.detach()
+                term = loss(embed, labels)
+            parts[label] = term.detach()
             total = term * weight if total is None else total + term * weight
         parts["total"] = total.detach()
         return total, parts

@@ -65,7 +65,8 @@ class PitchCNN(EmbeddingModel):
                  fold: str = "octaves", channels: Sequence[int] = (32, 64, 128, 128),
                  time_pool: Sequence[int] = (2, 2, 2, 1), first_pitch_kernel: int = 3, time_kernel: int = 3,
                  pool_type: str = "attention", dropout: float = 0.1,
-                 ce: Mapping | None = None, triplet: Mapping | None = None, center: Mapping | None = None):
+                 ce: Mapping | None = None, triplet: Mapping | None = None, center: Mapping | None = None,
+                 losses: list | None = None):
         super().__init__()
         input_dim = config_number(input_dim, "input_dim", int, positive=True)
         embed_dim = config_number(embed_dim, "embed_dim", int, positive=True)
@@ -100,7 +101,7 @@ class PitchCNN(EmbeddingModel):
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(config_number(dropout, "dropout", minimum=0.0))
         self.build_pooling(pool_type, c_in, embed_dim)
-        self.build_heads(embed_dim, ce, triplet, center)
+        self.build_heads(embed_dim, ce, triplet, center, losses)
 
     def pitch_image(self, feat: torch.Tensor) -> torch.Tensor:
         """(B, T, bins) dB CQT -> (B, octaves or 1, bins_per_octave, T)."""
