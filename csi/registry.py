@@ -33,6 +33,10 @@ class Registry:
             return cls
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for tests that register a component of their own)."""
+        self._classes.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._classes)
 

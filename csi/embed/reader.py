@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from csi.embed.frontend import FrontEnd, store_frontend
+from csi.registry import ConfigError
 from csi.utils import SILENCE_PEAK
 
 
@@ -18,7 +19,7 @@ class EmbedInputError(ValueError):
     """One record cannot be embedded (missing, unreadable, silent, wrong shape, non-finite)."""
 
 
-class FrontEndMismatch(ValueError):
+class FrontEndMismatch(ConfigError):
     """Stored features were made by another front end than the model's: nothing is comparable."""
 
 
