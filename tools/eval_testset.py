@@ -6,10 +6,11 @@
         [--bootstrap N] [--plot] [--baselines NAMES|all]
 
 QUERY_PATH / REF_PATH are manifests (JSON lines with ``utt``, ``song`` and ``feat`` (stored
-CQT) or ``wav`` (CQT computed on the fly)). The same file for both is the all-vs-all
+features) or ``wav`` (features computed on the fly by the model's own front end, read from
+MODEL_DIR/config/model_card.yaml; the CoverHunter CQT for a reference directory without one)). The same file for both is the all-vs-all
 protocol: each track ranks every other one. A track whose features or audio cannot be used
 is reported (``failed.tsv``) and left out, never fatal. Each track is cut into chunks of
-``--chunk_s`` seconds (default the model's ``chunk_frame[0] * mean_size / 25``) every
+``--chunk_s`` seconds (default the model's training chunk, from its card) every
 ``--hop_s`` (default no overlap; the last chunk is aligned to the end); the distance of two
 tracks is the smallest cosine distance of their chunks, or with ``--mean_embedding`` the
 cosine distance of their averaged chunk embeddings.
@@ -27,7 +28,7 @@ without relevant reference counted apart) are printed and written to ``--out_dir
 ``MODEL_DIR/eval_<query file name>``): ``metrics.json``, ``per_query.tsv``, ``failed.tsv``,
 ``eval_testset.yaml`` (resolved config and environment), ``embeddings/<key>/`` (chunk
 embeddings ``chunks.npy`` + ``index.jsonl``: utt, source, first and last chunk row,
-inclusive), where ``key`` hashes the checkpoint file and the chunk settings, so embeddings
+inclusive), where ``key`` hashes the checkpoint file, the front end and the chunking, so embeddings
 are reused only for the same model, settings and unchanged source files; failed tracks
 are not cached, so they are tried again), and with
 ``--plot`` ``distance_hist.png`` and ``embedding_pca.png``.
