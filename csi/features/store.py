@@ -27,6 +27,11 @@ class FeatureStoreError(RuntimeError):
     """A store that was made with other settings than the ones asked for."""
 
 
+class NonFiniteFeatureError(ValueError):
+    """A feature with NaN or Inf values (after conversion to the store's dtype), refused by
+    :meth:`FeatureStore.save`: it would poison every batch it is drawn into."""
+
+
 def stable_hash(text: str) -> int:
     """A 64-bit hash of ``text`` that is the same in every process (unlike ``hash``)."""
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "little")
@@ -83,14 +88,22 @@ class FeatureStore:
     def save(self, utt: str, feat: np.ndarray, source: str | None = None) -> Path:
         """Write ``feat`` (frames, bins) through a temporary file and rename it into place;
         then record its ``source`` beside it (an interruption in between leaves a feature
-        without its record, which :meth:`length` treats as missing)."""
+        without its record, which :meth:`length` treats as missing).
+
+        Raise NonFiniteFeatureError, storing nothing, if ``feat`` has NaN or Inf values in
+        the store's dtype (float16 overflows beyond 65504)."""
         path = self.path(utt)
+        with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below
+            data = np.ascontiguousarray(feat, dtype=self.dtype)
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+            raise NonFiniteFeatureError(f"{utt}: non-finite feature values (NaN/Inf): {bad} of {data.size}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".src").unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(feat, dtype=self.dtype))
+                np.save(f, data)
             os.replace(tmp, path)
             if source is not None:
                 atomic_write_text(path.with_suffix(".src"), source)
