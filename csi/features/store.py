@@ -46,7 +46,9 @@ class FeatureStore:
     def open(self, overwrite: bool = False) -> "FeatureStore":
         """Create the store, or check that an existing one was made with the same settings.
 
-        With ``overwrite``, a store made with other settings is emptied first.
+        With ``overwrite``, a store made with other settings is emptied first. Temporary
+        files left by an interrupted run (killed while writing a feature) are removed: call
+        this before any writer starts, as the feature stage does.
         """
         marker = self.root / "fingerprint.json"
         old = json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else None
@@ -62,6 +64,8 @@ class FeatureStore:
                 if sub.is_dir() and len(sub.name) == 2:
                     shutil.rmtree(sub)
         self.root.mkdir(parents=True, exist_ok=True)
+        for tmp in self.root.glob("??/.*.tmp"):
+            tmp.unlink(missing_ok=True)
         if old != self.fingerprint:
             atomic_write_text(marker, json.dumps(self.fingerprint, indent=1, sort_keys=True) + "\n")
         return self
@@ -82,7 +86,7 @@ class FeatureStore:
                 return None
         try:
             return int(np.load(path, mmap_mode="r").shape[0])
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):  # EOFError: an empty file
             return None
 
     def save(self, utt: str, feat: np.ndarray, source: str | None = None) -> Path:
@@ -104,6 +108,8 @@ class FeatureStore:
         try:
             with open(tmp, "wb") as f:
                 np.save(f, data)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the rename: a crash never leaves a torn .npy in place
             os.replace(tmp, path)
             if source is not None:
                 atomic_write_text(path.with_suffix(".src"), source)

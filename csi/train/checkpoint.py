@@ -4,11 +4,14 @@
 reference writes it, so the published model and ours load alike. Beside it
 ``do_XXXXXXXX`` holds everything needed to continue exactly (optimizer, step, epoch, RNG
 states, sampler position, best dev MAP, history); ``resume.pt`` is the same for a save in
-the middle of an epoch. All files are written to a temporary name and renamed, and load
-with ``torch.load(..., weights_only=True)``.
+the middle of an epoch. All files are written to a temporary name, flushed to disk and
+renamed, so a killed run (or a crash) leaves each file whole or absent; they load with
+``torch.load(..., weights_only=True)``. Resuming skips, with a warning, a save that
+cannot be read all the same (a file damaged outside this code) and takes the next best.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 
 _TAG = re.compile(r"^g_(\d{8})$")
+log = logging.getLogger("csi.train")
 
 
 def pt_dir(exp_dir: str | os.PathLike) -> Path:
@@ -34,10 +38,17 @@ def epochs(exp_dir: str | os.PathLike) -> list[int]:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary name, fsync, rename: ``path`` is never seen half written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_epoch(exp_dir: str | os.PathLike, epoch: int, generator: dict, state: dict) -> Path:
@@ -53,20 +64,36 @@ def save_resume(exp_dir: str | os.PathLike, generator: dict, state: dict) -> Non
 
 
 def latest_state(exp_dir: str | os.PathLike) -> tuple[dict, dict] | None:
-    """``(generator, state)`` of the most advanced full-state save (epoch or mid-epoch)."""
+    """``(generator, state)`` of the most advanced readable full-state save (the last epoch
+    save or the mid-epoch ``resume.pt``, whichever has more steps); an unreadable one is
+    skipped with a warning for the one before it."""
     d = pt_dir(exp_dir)
     found: tuple[dict, dict] | None = None
-    with_state = [e for e in epochs(exp_dir) if (d / f"do_{e:08d}").exists()]
-    if with_state:
-        last = with_state[-1]
-        state = torch.load(d / f"do_{last:08d}", map_location="cpu", weights_only=True)
-        generator = torch.load(d / f"g_{last:08d}", map_location="cpu", weights_only=True)["generator"]
-        found = (generator, state)
+    for epoch in reversed([e for e in epochs(exp_dir) if (d / f"do_{e:08d}").exists()]):
+        state = _load(d / f"do_{epoch:08d}", "step")
+        blob = _load(d / f"g_{epoch:08d}", "generator") if state is not None else None
+        if blob is not None:
+            found = (blob["generator"], state)
+            break
     if (d / "resume.pt").exists():
-        blob = torch.load(d / "resume.pt", map_location="cpu", weights_only=True)
-        if found is None or blob["state"]["step"] > found[1]["step"]:
+        blob = _load(d / "resume.pt", "generator", "state")
+        if blob is not None and (found is None or blob["state"]["step"] > found[1]["step"]):
             found = (blob["generator"], blob["state"])
     return found
+
+
+def _load(path: Path, *keys: str) -> dict | None:
+    """The dict saved in ``path`` if it loads and has ``keys``; else None, with a warning."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # RuntimeError (bad zip), EOFError, UnpicklingError, OSError
+        log.warning("%s: unreadable checkpoint, skipped (%s)", path, " ".join(str(e).split())[:200])
+        return None
+    missing = [k for k in keys if k not in blob] if isinstance(blob, dict) else list(keys)
+    if missing:
+        log.warning("%s: not a full-state checkpoint (no %s), skipped", path, ", ".join(missing))
+        return None
+    return blob
 
 
 def prune(exp_dir: str | os.PathLike, keep_last: int, keep: set[int] = frozenset()) -> None:
