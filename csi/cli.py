@@ -1,22 +1,218 @@
-"""What every command-line tool does around its work: log to stderr, turn an input error
-into one line ``<tool>: <message>`` and exit status 1 (anything else is a bug and raises)."""
+"""The command-line convention of every tool (``python3 -m tools.<name>``), in small helpers.
+
+Convention
+----------
+============================  ==============================================================
+inputs                        positional, in CoverHunter's order where the reference has the
+                              tool (``tools.train EXP_DIR``, ``tools.extract_csi_features
+                              DATA_DIR``)
+output directory              ``--out_dir DIR`` (a tool whose reference command line takes
+                              it positionally keeps that)
+time options                  seconds, named ``*_s`` (``--hop_s``, never ``--hop_frames``)
+device                        ``--device auto|cpu|cuda|cuda:N``, default ``auto`` (cuda when
+                              available, else cpu); a tool reading a config with a ``device``
+                              key defaults to that key instead
+progress bar                  shown on stderr; ``--no_progress`` turns it off
+config overrides              ``--set key.sub=VALUE`` (repeatable; VALUE read as YAML:
+                              ``3``, ``0.5``, ``true``, ``[300, 200]``), checked as the file is
+renamed option                the old spelling stays as a hidden alias that warns
+messages                      logging on stderr (``setup_logging``); a failed run prints one
+                              line ``<tool>: <message>``
+exit status                   0 done; 1 failed run (bad input, missing file, config error,
+                              a model that does not fit); 2 usage error only (argparse,
+                              ``parser.error``)
+run record                    a tool that writes outputs writes ``<tool>.yaml`` beside them
+                              (``csi.env.write_run_info``): the values actually used
+                              (defaults filled, overrides applied), then the environment
+============================  ==============================================================
+
+API (a tool uses what applies to it)
+------------------------------------
+``add_device_arg(parser, default="auto")`` / ``resolve_device(name) -> torch.device``
+    ``--device``; ``resolve_device`` is the one place that turns a device name into a
+    device (``auto`` → cuda when available, else cpu); a CUDA device this machine does not
+    have is a ``ConfigError``. ``check_device_name(name)`` checks the spelling only (no torch).
+``add_progress_arg(parser)``
+    ``--no_progress`` (``args.no_progress``; pass ``progress=not args.no_progress``).
+``add_set_arg(parser)`` / ``apply_overrides(config, args.set, where=...)``
+    ``--set``. Apply the overrides to the *raw* dict read from the YAML file, before it is
+    parsed into its dataclass: a key the schema does not know then fails exactly like the
+    same key in the file (``csi.config.from_dict``). A missing intermediate mapping is
+    created (``--set val.query_path=...`` adds a dev set), so any key can be set.
+``add_renamed_arg(parser, old, new)``
+    ``old`` (e.g. ``--out``) as a hidden alias of ``new`` (``--out_dir``) that warns.
+``setup_logging(log_file=None)``
+    INFO on stderr (and ``log_file``) on rank 0 of a torchrun job, WARNING on other ranks
+    (which also drop the config warnings every rank would repeat).
+``run_tool_main(name, work, errors=())``
+    Runs ``work()``, returns the exit status: 0, or 1 with the one-line message for
+    ``ToolError``, ``ConfigError``, ``ManifestError``, ``OSError`` (missing file ...) and
+    the tool's own ``errors``. ``work`` may return an int: a status of its own (e.g. 1 when
+    ``check_leakage`` finds leakage). Anything else is a bug and raises with its traceback.
+
+A tool module has ``build_parser()``, and ``main(argv=None) -> int`` that parses (usage
+errors exit 2 there) and returns ``run_tool_main(...)``; its ``__main__`` block is
+``sys.exit(main())``. tests/test_cli.py checks every module of tools/ against this.
+"""
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import re
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from csi.registry import ConfigError
+
+__all__ = ["ToolError", "add_device_arg", "check_device_name", "resolve_device", "add_progress_arg", "add_set_arg",
+           "apply_overrides", "add_renamed_arg", "setup_logging", "run_tool_main", "LOG_FORMAT"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class ToolError(RuntimeError):
+    """A failed run the user can fix (bad input); the tool prints ``<tool>: <message>``, exit 1."""
+
+
+# ---- device ------------------------------------------------------------------------------
+def add_device_arg(parser: argparse.ArgumentParser, default: str | None = "auto", help: str | None = None) -> None:
+    parser.add_argument("--device", default=default, type=_device_arg, metavar="DEVICE",
+                        help=help or "auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
+
+
+def _device_arg(text: str) -> str:
+    try:
+        return check_device_name(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, else a ConfigError."""
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
+
+
+def resolve_device(name: Any = "auto"):
+    """The ``torch.device`` for ``name`` (``None``/``auto``: cuda when available, else cpu).
+    A CUDA device this machine does not have is a ConfigError naming it."""
+    import torch
+
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = check_device_name("auto" if name is None else name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name}: this machine has {count} CUDA device(s)")
+    return device
+
+
+# ---- progress, overrides, renamed options -------------------------------------------------
+def add_progress_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def add_set_arg(parser: argparse.ArgumentParser, what: str = "the config") -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                        help=f"override a key of {what} (a.b=VALUE for nested keys; VALUE read as YAML; repeatable)")
+
+
+def apply_overrides(config: dict, assignments: Iterable[str], where: str = "--set") -> dict:
+    """Set each ``key.sub=VALUE`` of ``assignments`` in ``config`` (in place; also returned).
+
+    VALUE is read as a YAML scalar or flow list/mapping. A malformed assignment, or a key
+    path through a value that is not a mapping, is a ConfigError naming ``where``."""
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{where}: --set expects KEY=VALUE (KEY: name or a.b.c), got {assignment!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where}: --set {key}: value {text!r} is not valid YAML: "
+                              f"{' '.join(str(e).split())}") from None
+        *parents, leaf = key.split(".")
+        node = config
+        for depth, part in enumerate(parents):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                path = ".".join(parents[:depth + 1])
+                raise ConfigError(f"{where}: --set {key}: {path} is {node!r}, not a mapping")
+        node[leaf] = value
+    return config
+
+
+class _RenamedOption(argparse.Action):
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: warning: {option_string} is deprecated, use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed_arg(parser: argparse.ArgumentParser, old: str, new: str, type: Callable | None = None) -> None:
+    """``old`` as a hidden alias of the option ``new`` (same dest); using it warns on stderr.
+    Make ``new`` not ``required`` and check it after parsing, so that either spelling works."""
+    parser.add_argument(old, dest=new.lstrip("-"), action=_RenamedOption, new=new, type=type,
+                        help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+
+
+# ---- logging and the exit status ---------------------------------------------------------
+def setup_logging(log_file: str | os.PathLike | None = None) -> None:
+    """Log to stderr (and ``log_file``) with one format. Rank 0 of a torchrun job (or a
+    single process) logs INFO; other ranks WARNING, without ``csi.config``'s warnings,
+    which rank 0 already reports. Calling it again replaces the handlers."""
+    main = int(os.environ.get("RANK", 0)) == 0
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None and main:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.INFO if main else logging.WARNING, handlers=handlers, force=True,
+                        format=LOG_FORMAT)
+    logging.getLogger("csi.config").setLevel(logging.NOTSET if main else logging.ERROR)
+
+
+def error_line(e: BaseException) -> str:
+    """A one-line message for an input error (an OSError names its file)."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        text = f"{e.filename}: {e.strerror}"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
 
 
 def run_tool_main(name: str, work: Callable[[], object], errors: tuple[type[BaseException], ...] = ()) -> int:
-    """Run ``work()``; exit status 0, or 1 with ``name: message`` for manifest, missing-file
-    and the tool's own ``errors``."""
+    """Run ``work()``; exit status 0 (or the int ``work`` returns), or 1 with one line
+    ``name: message`` on stderr for ToolError, ConfigError, ManifestError, OSError and ``errors``."""
     from csi.io.manifest import ManifestError
 
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+        setup_logging()
     try:
-        work()
-    except (ManifestError, FileNotFoundError, *errors) as e:
-        print(f"{name}: {e}", file=sys.stderr)
+        status = work()
+    except (ToolError, ConfigError, ManifestError, OSError, *errors) as e:
+        line = f"{name}: {error_line(e)}"
+        print(line, file=sys.stderr, flush=True)
+        record = logging.LogRecord("csi.cli", logging.ERROR, __file__, 0, line, None, None)
+        for handler in logging.getLogger().handlers:   # the tool's log file (e.g. train.log) keeps it too
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
         return 1
-    return 0
+    return status if isinstance(status, int) and not isinstance(status, bool) else 0
