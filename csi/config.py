@@ -2,10 +2,22 @@
 
 ``from_dict(FeatureConfig, yaml_dict, where="data/hparams.yaml")`` checks every key
 (recursively for dataclass-typed fields) and names the offending key and file.
+
+- A field's value must match its annotation (``int``, ``float``, ``bool``, ``str``,
+  ``list``, ``dict``, ``Optional[...]``): ``max_epochs: ten`` is an error naming the key,
+  not a crash later. A float field takes an int, and a string YAML 1.1 reads as text
+  (``1e-3``) if it is a number. ``null`` is refused for a scalar field that is not
+  ``Optional`` (a list or mapping field passes it on to the dataclass's own checks).
+- ``dataclasses.InitVar`` pseudo-fields are accepted keys that ``__post_init__`` checks or
+  uses but that are not stored (not in ``to_dict``, so not in a resolved run record).
+- ``IGNORED_KEYS: ClassVar[dict[str, str]] = {key: why}`` on a dataclass: keys of a
+  reference file that are accepted and have no effect. Each one present logs one warning
+  ``<where>: <key>: ignored — <why>`` (logger ``csi.config``) and is dropped.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import typing
 from typing import Any, Mapping, TypeVar
@@ -15,6 +27,7 @@ import yaml
 from csi.registry import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("csi.config")
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
@@ -31,26 +44,43 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config") -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config",
+              ignored: dict[str, str] | None = None, key_path: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively.
 
-    A key that is not a field raises ConfigError naming ``where`` and the key path.
-    A ``None`` value for a nested dataclass field keeps it ``None`` (feature off).
+    A key that is not a field raises ConfigError naming ``where`` and the key path; so does
+    a value of the wrong type. A ``None`` value for a nested dataclass field keeps it
+    ``None`` (feature off). Keys of ``cls.IGNORED_KEYS`` are dropped with a warning and
+    added to ``ignored`` (``{"a.b.key": why}``, under ``key_path``, the key path of ``data``
+    in its file) when given.
     """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
+    accepted = [f.name for f in dataclasses.fields(cls)]
+    accepted += [name for name, hint in hints.items() if isinstance(hint, dataclasses.InitVar)]
+    skip: dict[str, str] = getattr(cls, "IGNORED_KEYS", {})
+    unknown = sorted(set(data) - set(accepted) - set(skip), key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; accepted: {', '.join(accepted)}")
     kwargs = {}
     for name, value in data.items():
-        sub = _dataclass_in(hints[name])
+        if name in skip and name not in accepted:
+            log.warning("%s: %s: ignored — %s", where, name, skip[name])
+            if ignored is not None:
+                ignored[f"{key_path}{name}"] = skip[name]
+            continue
+        hint = hints[name]
+        if isinstance(hint, dataclasses.InitVar):
+            hint = hint.type
+        sub = _dataclass_in(hint)
         if sub is not None and value is not None:
-            value = from_dict(sub, value, where=f"{where}: {name}")
+            value = from_dict(sub, value, where=f"{where}: {name}", ignored=ignored,
+                              key_path=f"{key_path}{name}.")
+        else:
+            value = _checked(value, hint, f"{where}: {name}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -67,6 +97,39 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+          dict: "a mapping"}
+
+
+def _checked(value: Any, hint: Any, where: str) -> Any:
+    """``value`` if it fits ``hint`` (a float field also takes an int or a numeric string),
+    else a ConfigError naming ``where``; other annotations are not checked."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            return value
+        hint = rest[0]
+    base = typing.get_origin(hint) or hint
+    if base not in _NAMES:
+        return value
+    if value is None:
+        if optional or base in (list, dict):   # a null container: its owner's checks judge it
+            return None
+    elif base is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    elif isinstance(value, base) and not (base is int and isinstance(value, bool)):
+        return value
+    shown = "null" if value is None else repr(value)
+    raise ConfigError(f"{where}: expected {_NAMES[base]}{' or null' if optional else ''}, got {shown}")
 
 
 def _dataclass_in(hint: Any) -> type | None:
