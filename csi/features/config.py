@@ -3,12 +3,20 @@
     aug_speed_mode: [0.8, 0.9, 1.0, 1.1, 1.2]   # tempo factors; each != 1.0 adds utt sp_<k>-<utt>
     add_noise: {prob: 0.75, chunk: 3, noise_path: data/noise/dataset.txt, snr_db: [0, 20]}
     frontend: {name: coverhunter_cqt}           # or {name: nnaudio_cqt, n_bins: 96, ...}
+
+CoverHunter's ``add_noise`` also has ``sr`` and ``name``: ``sr`` is the rate the noise is
+read at, which here is the feature rate ``sr``; a different value is refused (one rate
+only). ``name`` is a label nothing reads: accepted with a warning and left out of the
+resolved config (and of the feature-store fingerprint, so it cannot force a recompute).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import ClassVar, Iterable, Optional
 
+from csi.cli import check_device_name
 from csi.registry import ConfigError
 
 
@@ -26,8 +34,9 @@ class NoiseConfig:
     prob: float = 0.75                      # per chunk: keep the noise in this chunk
     chunk: float = 3.0                      # chunk length in seconds
     snr_db: list = field(default_factory=lambda: [0.0, 20.0])
-    sr: int = 16000                         # CoverHunter key; must match the feature rate
-    name: str = "noise"                     # CoverHunter key; a label only
+    sr: int = 16000                         # CoverHunter key; must equal the feature rate sr
+
+    IGNORED_KEYS: ClassVar[dict[str, str]] = {"name": "a label in CoverHunter's file; nothing reads it"}
 
     def __post_init__(self) -> None:
         if not self.noise_path:
@@ -73,7 +82,7 @@ class FeatureConfig:
     seed: int = 1234
     feat_dtype: str = "float16"             # float16 (default) or float32
     min_dur_s: float = 3.0                  # shorter recordings are reported in bad.txt
-    device: str = "auto"                    # cpu, cuda, or auto (cuda when available)
+    device: str = "auto"                    # auto (cuda when available, else cpu), cpu, cuda, cuda:N
 
     def __post_init__(self) -> None:
         if not self.aug_speed_mode or any(not isinstance(k, (int, float)) or k <= 0 for k in self.aug_speed_mode):
@@ -82,9 +91,22 @@ class FeatureConfig:
             raise ConfigError(f"aug_speed_mode: repeated factor in {self.aug_speed_mode!r}")
         if self.feat_dtype not in ("float16", "float32"):
             raise ConfigError(f"feat_dtype: expected float16 or float32, got {self.feat_dtype!r}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ConfigError(f"device: expected cpu, cuda or auto, got {self.device!r}")
+        check_device_name(self.device)
         if not isinstance(self.frontend, dict) or "name" not in self.frontend:
             raise ConfigError(f"frontend: expected a mapping with a 'name', got {self.frontend!r}")
         if self.add_noise is not None and self.add_noise.sr != self.sr:
-            raise ConfigError(f"add_noise: sr {self.add_noise.sr} differs from the feature rate {self.sr}")
+            raise ConfigError(f"add_noise: sr {self.add_noise.sr} differs from the feature rate sr {self.sr} "
+                              f"(the noise is read at the feature rate)")
+
+
+def load_feature_config(data_dir: str | os.PathLike, overrides: Iterable[str] = ()) -> FeatureConfig:
+    """``DATA_DIR/hparams.yaml`` (absent: every default) with ``--set`` ``overrides``
+    applied to the raw dict first, so an override is checked exactly as the file is."""
+    from csi.cli import apply_overrides
+    from csi.config import from_dict, load_yaml
+
+    path = Path(data_dir) / "hparams.yaml"
+    data = load_yaml(path) if path.exists() else {}
+    overrides = list(overrides)
+    apply_overrides(data, overrides, where=str(path))
+    return from_dict(FeatureConfig, data, where=f"{path}{' + --set' if overrides else ''}")

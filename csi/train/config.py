@@ -4,16 +4,38 @@ The file mixes three things, as the reference does: model keys (handed to
 ``csi.models.build_model``), training/data keys (``TrainConfig`` below) and dev sets —
 top-level sections holding ``query_path``/``ref_path`` (e.g. ``covers80:``), evaluated
 every ``every_n_epoch_to_dev`` epochs. Any other key is an error naming it.
+
+Reference keys without an effect here are accepted, each with one warning saying why, and
+are left out of the parsed config (so of the run record ``train_run.yaml``):
+
+- ``num_gpus``: the number of processes comes from torchrun (``--nproc_per_node``).
+- ``train_sample_path``, ``dev_path``: the reference logs a CE loss on these manifests
+  every epoch; here the dev sets' MAP is the validation (the training loss is logged every
+  ``log_every_steps``).
+- dev set ``query_in_ref_path``: the dev MAP excludes the pairs of the same recording
+  (same utt, tempo copies), not a pair list; ``tools.eval_testset --query_in_ref_path``
+  reads one.
+- dev set ``save_name``: names the reference's per-epoch embedding directory; the dev
+  embeddings are not written to disk.
+
+``chunk_s`` is checked, not ignored: in the reference it is the dev/test chunk length in
+seconds and must equal ``chunk_frame[0] * mean_size`` CQT frames at 25 frames/s (its
+evaluation asserts this). A file where it does not is refused with both numbers, and the
+chunk length comes from ``chunk_frame``/``mean_size`` (or ``dev_chunk_s``) as always.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import InitVar, dataclass, field
+from typing import Any, ClassVar, Optional
 
-from csi.config import from_dict
+from csi.cli import check_device_name
+from csi.config import from_dict, to_dict
 from csi.models import model_keys
 from csi.registry import ConfigError
+
+
+FRAMES_PER_S = 25   # CQT frames a second (hop 0.04 s), as the reference's chunk_s assumes
 
 
 @dataclass
@@ -21,8 +43,12 @@ class DevSet:
     query_path: str
     ref_path: str
     every_n_epoch_to_dev: int = 1
-    query_in_ref_path: Optional[str] = None   # accepted from the reference; not used for the dev MAP
-    save_name: Optional[str] = None
+
+    IGNORED_KEYS: ClassVar[dict[str, str]] = {
+        "query_in_ref_path": "the dev MAP excludes only pairs of the same recording (same utt, tempo copies); "
+                             "tools.eval_testset --query_in_ref_path reads a pair list",
+        "save_name": "names the reference's embedding directory; dev embeddings are not written to disk",
+    }
 
 
 @dataclass
@@ -35,11 +61,9 @@ class EarlyStopping:
 class TrainConfig:
     # data (reference keys)
     train_path: str = ""
-    train_sample_path: Optional[str] = None   # accepted from the reference; unused
-    dev_path: Optional[str] = None            # accepted from the reference; unused
     data_type: str = "cqt"
     chunk_frame: list = field(default_factory=lambda: [1125, 900, 675])
-    chunk_s: Optional[float] = None           # reference bookkeeping; unused
+    chunk_s: InitVar[Optional[float]] = None  # reference: dev chunk seconds; checked, not stored
     mode: str = "random"
     mean_size: int = 3
     m_per_class: int = 8
@@ -49,7 +73,6 @@ class TrainConfig:
     # training (reference keys)
     seed: int = 1234
     num_workers: int = 1
-    num_gpus: int = 1                          # reference key; torchrun decides the processes
     batch_size: int = 16
     learning_rate: float = 0.001
     adam_b1: float = 0.8
@@ -74,9 +97,17 @@ class TrainConfig:
     max_nan_steps: int = 10                    # consecutive non-finite losses before stopping
     early_stopping: Optional[EarlyStopping] = None
     dev_chunk_s: Optional[float] = None        # dev embedding chunk; default chunk_frame[0] frames
-    device: str = "auto"
+    device: str = "auto"                       # auto (cuda when available), cpu, cuda, cuda:N
 
-    def __post_init__(self) -> None:
+    IGNORED_KEYS: ClassVar[dict[str, str]] = {
+        "num_gpus": "the number of processes comes from torchrun (--nproc_per_node)",
+        "train_sample_path": "no per-epoch CE loss on a train sample; the training loss is logged every "
+                             "log_every_steps and the dev sets' MAP validates",
+        "dev_path": "no per-epoch CE loss on a dev manifest; the dev sets (sections with query_path/ref_path) "
+                    "are evaluated by MAP",
+    }
+
+    def __post_init__(self, chunk_s: Optional[float]) -> None:
         if not self.train_path:
             raise ConfigError("train_path is required")
         if self.batch_size % self.m_per_class:
@@ -85,6 +116,14 @@ class TrainConfig:
             raise ConfigError(f"chunk_frame: expected positive frame counts, got {self.chunk_frame!r}")
         if self.data_type != "cqt" or self.mode != "random":
             raise ConfigError(f"only data_type: cqt and mode: random are supported, got {self.data_type}/{self.mode}")
+        check_device_name(self.device)
+        if chunk_s is not None:
+            frames = int(self.chunk_frame[0]) * self.mean_size
+            if abs(float(chunk_s) * FRAMES_PER_S - frames) > 0.5:
+                raise ConfigError(
+                    f"chunk_s {chunk_s} does not match chunk_frame[0] * mean_size = {frames} CQT frames "
+                    f"= {frames / FRAMES_PER_S:g} s (the reference requires chunk_s * 25 == chunk_frame[0] * "
+                    f"mean_size); set chunk_s: {frames / FRAMES_PER_S:g} or remove it")
 
 
 @dataclass
@@ -92,7 +131,30 @@ class Hparams:
     train: TrainConfig
     model: dict
     dev_sets: dict[str, DevSet]
-    raw: dict
+    raw: dict                       # the dict as read (after --set overrides)
+    ignored: dict[str, str] = field(default_factory=dict)   # key path ("covers80.save_name") -> why ignored
+
+    def resolved(self, model: dict | None = None) -> dict[str, Any]:
+        """The config actually used, in the layout of hparams.yaml (so it loads again):
+        every TrainConfig value (defaults filled), the model keys (``model``: e.g. the
+        trainer's with ``ce.output_dims`` resolved) and the dev sets; no ignored key."""
+        out = to_dict(self.train)
+        out.update(model if model is not None else self.model)
+        out.update({name: to_dict(dev) for name, dev in self.dev_sets.items()})
+        return out
+
+
+def check_run_overrides(hp: dict[str, Any], assignments: list[str], where: str = "hparams.yaml") -> None:
+    """Refuse a one-run override (``tools.train --set``) of a model key: csi.load_model, the
+    evaluation and the index build the network from ``EXP_DIR/config/hparams.yaml``, so a
+    model key changed for one run only would not match the checkpoints it writes."""
+    keys = model_keys(hp.get("model", "coverhunter"))
+    for assignment in assignments:
+        key = assignment.partition("=")[0].strip()
+        if key.split(".")[0] in keys:
+            raise ConfigError(f"{where}: --set {key}: a model key is changed in the experiment's config "
+                              f"(tools.make_config ... --set {key}=...), not for one run: the checkpoints are "
+                              f"loaded with the model keys of config/hparams.yaml")
 
 
 def parse_hparams(hp: dict[str, Any], where: str = "hparams.yaml", base_dir: str | None = None) -> Hparams:
@@ -105,14 +167,15 @@ def parse_hparams(hp: dict[str, Any], where: str = "hparams.yaml", base_dir: str
     model = {k: v for k, v in hp.items() if k in keys}
     dev_sets: dict[str, DevSet] = {}
     rest: dict[str, Any] = {}
+    ignored: dict[str, str] = {}
     for key, value in hp.items():
         if key in keys:
             continue
         if isinstance(value, dict) and "query_path" in value:
-            dev_sets[key] = from_dict(DevSet, value, where=f"{where}: {key}")
+            dev_sets[key] = from_dict(DevSet, value, where=f"{where}: {key}", ignored=ignored, key_path=f"{key}.")
         else:
             rest[key] = value
-    train = from_dict(TrainConfig, rest, where=where)
+    train = from_dict(TrainConfig, rest, where=where, ignored=ignored)
     if "input_dim" not in model or "embed_dim" not in model:
         raise ConfigError(f"{where}: missing model section: input_dim and embed_dim are required")
     if train.early_stopping and train.early_stopping.dev_set and train.early_stopping.dev_set not in dev_sets:
@@ -123,7 +186,7 @@ def parse_hparams(hp: dict[str, Any], where: str = "hparams.yaml", base_dir: str
         for dev in dev_sets.values():
             dev.query_path = _resolve(dev.query_path, base_dir)
             dev.ref_path = _resolve(dev.ref_path, base_dir)
-    return Hparams(train, model, dev_sets, hp)
+    return Hparams(train, model, dev_sets, hp, ignored)
 
 
 def _resolve(path: str, base_dir: str) -> str:
