@@ -25,7 +25,7 @@ def manifest(tmp_path):
 
 def test_by_field_writes_one_subset_per_value(manifest, tmp_path, capsys):
     out = tmp_path / "data"
-    assert main([str(manifest), str(out), "--by_field", "split", "--query_ref", "val", "test"]) == 0
+    assert main([str(manifest), "--out_dir", str(out), "--by_field", "split", "--query_ref", "val", "test"]) == 0
     for split in ("train", "val", "test"):
         recs = read_manifest(out / split / "dataset.txt")
         assert {r["song"] for r in recs} == {w for w, s in WORKS.items() if s == split}
@@ -40,7 +40,7 @@ def test_by_field_writes_one_subset_per_value(manifest, tmp_path, capsys):
 
 
 def test_by_field_keeps_record_order(manifest, tmp_path):
-    assert main([str(manifest), str(tmp_path / "o"), "--by_field", "split"]) == 0
+    assert main([str(manifest), "--out_dir", str(tmp_path / "o"), "--by_field", "split"]) == 0
     want = [r["utt"] for r in read_manifest(manifest) if r["split"] == "train"]
     assert [r["utt"] for r in read_manifest(tmp_path / "o" / "train" / "dataset.txt")] == want
 
@@ -50,7 +50,7 @@ def test_missing_field_is_an_error(tmp_path, capsys):
     del recs[4]["split"]
     path = tmp_path / "m.txt"
     write_manifest(path, recs)
-    assert main([str(path), str(tmp_path / "o"), "--by_field", "split"]) == 1
+    assert main([str(path), "--out_dir", str(tmp_path / "o"), "--by_field", "split"]) == 1
     err = capsys.readouterr().err
     assert "1 record(s) have no 'split' field" in err and recs[4]["utt"] in err
     assert not (tmp_path / "o").exists()
@@ -61,7 +61,7 @@ def test_work_in_two_subsets_is_an_error(tmp_path, capsys):
     recs[1]["split"] = "test"  # a-v1 while a-v0 is train
     path = tmp_path / "m.txt"
     write_manifest(path, recs)
-    assert main([str(path), str(tmp_path / "o"), "--by_field", "split"]) == 1
+    assert main([str(path), "--out_dir", str(tmp_path / "o"), "--by_field", "split"]) == 1
     assert "work 'a' has records with split='train' and split='test'" in capsys.readouterr().err
 
 
@@ -74,14 +74,14 @@ def test_work_in_two_subsets_is_an_error(tmp_path, capsys):
 def test_bad_subsets_are_errors_naming_the_subset(tmp_path, capsys, works, argv, message):
     path = tmp_path / "m.txt"
     write_manifest(path, _records(works))
-    assert main([str(path), str(tmp_path / "o"), "--by_field", "split", *argv]) == 1
+    assert main([str(path), "--out_dir", str(tmp_path / "o"), "--by_field", "split", *argv]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
 def test_fraction_mode_still_splits_by_work(manifest, tmp_path):
     out = tmp_path / "o"
-    assert main([str(manifest), str(out), "--fractions", "train=0.5,test=0.5", "--seed", "1",
+    assert main([str(manifest), "--out_dir", str(out), "--fractions", "train=0.5,test=0.5", "--seed", "1",
                  "--query_ref", "test"]) == 0
     train = {r["song"] for r in read_manifest(out / "train" / "dataset.txt")}
     test = {r["song"] for r in read_manifest(out / "test" / "dataset.txt")}
@@ -90,9 +90,9 @@ def test_fraction_mode_still_splits_by_work(manifest, tmp_path):
 
 def test_fraction_mode_single_work_subset_is_an_error(manifest, tmp_path, capsys):
     # 7 works: 5 train, 1 val, 1 test
-    assert main([str(manifest), str(tmp_path / "o"), "--fractions", "train=0.7,val=0.15,test=0.15"]) == 1
+    assert main([str(manifest), "--out_dir", str(tmp_path / "o"), "--fractions", "train=0.7,val=0.15,test=0.15"]) == 1
     assert "subset 'val' has 1 work" in capsys.readouterr().err
-    assert main([str(manifest), str(tmp_path / "o"), "--fractions", "train=0.8,val=0.1,test=0.1"]) == 1
+    assert main([str(manifest), "--out_dir", str(tmp_path / "o"), "--fractions", "train=0.8,val=0.1,test=0.1"]) == 1
     assert "subset 'val' is empty (non-empty: test, train)" in capsys.readouterr().err
 
 
@@ -102,5 +102,5 @@ def test_fraction_mode_single_work_subset_is_an_error(manifest, tmp_path, capsys
 ])
 def test_bad_option_combinations(manifest, tmp_path, argv):
     with pytest.raises(SystemExit) as e:
-        main([str(manifest), str(tmp_path / "o"), *argv])
+        main([str(manifest), "--out_dir", str(tmp_path / "o"), *argv])
     assert e.value.code == 2

@@ -31,7 +31,7 @@ TRAIN_VERSIONS = (2, 3)
 MAX_DUR = 24.0
 OUT = "corpus"  # relative, so two runs in different directories give identical manifests
 PITCH = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-ARGS = ["--works", str(WORKS), "--max_dur", str(MAX_DUR), "--val_fraction", str(FRACTIONS["val"]),
+ARGS = ["--works", str(WORKS), "--max_dur_s", str(MAX_DUR), "--val_fraction", str(FRACTIONS["val"]),
         "--test_fraction", str(FRACTIONS["test"]), "--train_versions", "%d-%d" % TRAIN_VERSIONS,
         "--max_versions", "3", "--no_progress"]
 
@@ -41,7 +41,7 @@ def _generate(where: Path, seed: int, cache: Path, nj: int = 1) -> Path:
     cwd = os.getcwd()
     os.chdir(where)
     try:
-        rc = main(["--out", OUT, "--seed", str(seed), "--nj", str(nj), "--cache_dir", str(cache), *ARGS])
+        rc = main(["--out_dir", OUT, "--seed", str(seed), "--nj", str(nj), "--cache_dir", str(cache), *ARGS])
     finally:
         os.chdir(cwd)
     assert rc == 0
@@ -200,7 +200,7 @@ def test_versions_share_the_melody(run_a, cache):
             planned = (ver.source, ver.info["transpose"], ver.info["phrases"], ver.info["programs"])
             assert planned == (rec["source"], rec["transpose"], rec["phrases"], rec["programs"])
             got, want = _lead(ver.performance), _expected_lead(rec)
-            assert len(got) >= 8 and got == want[:len(got)]  # the tail may be cut at --max_dur
+            assert len(got) >= 8 and got == want[:len(got)]  # the tail may be cut at --max_dur_s
         # different member scores of a work are variants of one tune (key-invariant)
         for a, b in itertools.combinations(sorted({v.source for v in versions}), 2):
             ia = melody_intervals(extract.load_score(a).melody())[:32]
@@ -246,7 +246,7 @@ def test_harmonize_and_accompaniment():
 
 
 def test_too_many_works_is_a_clear_error(tmp_path, cache, capsys):
-    rc = main(["--out", str(tmp_path / "x"), "--works", "100000", "--seed", "0",
+    rc = main(["--out_dir", str(tmp_path / "x"), "--works", "100000", "--seed", "0",
                "--cache_dir", str(cache), "--no_progress"])
     assert rc == 1
     assert "at most" in capsys.readouterr().err
@@ -263,7 +263,7 @@ def test_too_many_works_is_a_clear_error(tmp_path, cache, capsys):
 ])
 def test_bad_arguments_are_argparse_errors(argv, tmp_path):
     with pytest.raises(SystemExit) as e:
-        main(["--out", str(tmp_path), *argv])
+        main(["--out_dir", str(tmp_path), *argv])
     assert e.value.code == 2
 
 
@@ -278,9 +278,9 @@ def test_missing_package_names_the_install_script(monkeypatch):
 
 
 def test_works_all_and_version_ranges_parse(tmp_path):
-    args = parse_args(["--out", str(tmp_path), "--works", "all", "--train_versions", "6"])
-    assert args.works is None and args.train_versions == (6, 6) and args.max_dur == 60.0 and args.sr == 16000
-    assert parse_args(["--out", str(tmp_path), "--works", "5"]).train_versions == (4, 8)
+    args = parse_args(["--out_dir", str(tmp_path), "--works", "all", "--train_versions", "6"])
+    assert args.works is None and args.train_versions == (6, 6) and args.max_dur_s == 60.0 and args.sr == 16000
+    assert parse_args(["--out_dir", str(tmp_path), "--works", "5"]).train_versions == (4, 8)
 
 
 # ---------------------------------------------------------------- split by work-id hash
@@ -329,7 +329,7 @@ def test_empty_or_single_work_split_is_an_error():
 
 @pytest.mark.parametrize("works,fractions,split", [("5", ("0.1", "0.2"), "train"), ("3", ("0.1", "0.2"), "train")])
 def test_too_few_works_for_the_splits_is_a_clear_error(tmp_path, cache, capsys, works, fractions, split):
-    rc = main(["--out", str(tmp_path / "x"), "--works", works, "--val_fraction", fractions[0],
+    rc = main(["--out_dir", str(tmp_path / "x"), "--works", works, "--val_fraction", fractions[0],
                "--test_fraction", fractions[1], "--cache_dir", str(cache), "--no_progress"])
     assert rc == 1
     err = capsys.readouterr().err

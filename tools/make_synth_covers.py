@@ -1,13 +1,15 @@
 """Render an offline demo corpus of cover sets from the music21 corpus.
 
-    python3 -m tools.make_synth_covers --out DIR --works 400 --seed 0 [--nj 2]
-    python3 -m tools.make_synth_covers --out DIR --works all --seed 0 [--nj 2]
+    python3 -m tools.make_synth_covers --out_dir DIR --works 400 --seed 0 [--nj 2]
+    python3 -m tools.make_synth_covers --out_dir DIR --works all --seed 0 [--nj 2]
 
 Writes DIR/audio/<work>/<version>.flac (mono 16-bit FLAC), DIR/dataset.txt, query.txt
-(first version of each work), ref.txt (the others) and make_synth_covers.yaml (arguments,
-environment, summary). Every record carries its work's "split" (train/val/test, from a
-hash of the work id); val and test works are rendered with instruments, effects and
-noises that no train work uses. Same arguments and seed give identical files.
+(first version of each work), ref.txt (the others) and make_synth_covers.yaml (settings
+used, environment, summary). Every record carries its work's "split" (train/val/test,
+from a hash of the work id); val and test works are rendered with instruments, effects
+and noises that no train work uses. Same arguments and seed give identical files. The
+old spellings ``--out`` and ``--max_dur`` still work, with a warning. Exit status 1 when
+the corpus cannot be made, 2 on a usage error.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import argparse
 import os
 import sys
 import time
+
+from csi.cli import add_progress_arg, add_renamed_arg, run_tool_main
 
 
 def _positive(kind):
@@ -55,9 +59,10 @@ def _seed(text):
     return value
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="make_synth_covers", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out_dir", help="output directory (required)")
+    add_renamed_arg(p, "--out", "--out_dir")
     p.add_argument("--works", type=_works, required=True,
                    help="number of works, or 'all' for every usable version group and single chorale")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (>= 0)")
@@ -72,17 +77,20 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_versions", type=int, default=4, help="most versions per val/test work (<= 12)")
     p.add_argument("--sr", type=int, default=16000,
                    help="sample rate in Hz (8000-48000; default 16000, the rate of the CQT features)")
-    p.add_argument("--max_dur", type=float, default=60.0, help="longest version in seconds (>= 10)")
+    p.add_argument("--max_dur_s", type=float, default=60.0, help="longest version in seconds (>= 10)")
+    add_renamed_arg(p, "--max_dur", "--max_dur_s", type=float)
     p.add_argument("--cache_dir", default=None,
                    help="music21 scratch/parse cache and corpus catalog (default $CSI_MUSIC21_DIR "
                         "or ~/.cache/csi/music21)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_progress_arg(p)
     return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = get_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.out_dir is None:
+        parser.error("the following arguments are required: --out_dir")
     if not 2 <= args.min_versions <= args.max_versions <= 12:
         parser.error(f"need 2 <= --min_versions <= --max_versions <= 12, "
                      f"got {args.min_versions} and {args.max_versions}")
@@ -93,45 +101,41 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--val_fraction + --test_fraction must be < 1, got {args.val_fraction} + {args.test_fraction}")
     if not 8000 <= args.sr <= 48000:
         parser.error(f"--sr must be within 8000-48000, got {args.sr}")
-    if not args.max_dur >= 10:
-        parser.error(f"--max_dur must be >= 10 seconds, got {args.max_dur}")
+    if not args.max_dur_s >= 10:
+        parser.error(f"--max_dur_s must be >= 10 seconds, got {args.max_dur_s}")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from csi.demo import DemoDependencyError, check_dependencies
-    try:
-        check_dependencies()
-    except DemoDependencyError as e:
-        print(f"make_synth_covers: error: {e}", file=sys.stderr)
-        return 1
-    from csi.demo.synth import NotEnoughWorks, SplitError, make_synth_covers
+    from csi.demo import DemoDependencyError
+    from csi.demo.synth import NotEnoughWorks, SplitError
+    return run_tool_main("make_synth_covers", lambda: run(args), (DemoDependencyError, NotEnoughWorks, SplitError))
+
+
+def run(args: argparse.Namespace) -> None:
+    from csi.demo import check_dependencies
+    from csi.demo.synth import make_synth_covers
     from csi.env import write_run_info
 
+    check_dependencies()
     start = time.time()
-    try:
-        summary = make_synth_covers(args.out, args.works, args.seed, nj=args.nj,
-                                    min_versions=args.min_versions, max_versions=args.max_versions,
-                                    sr=args.sr, max_dur=args.max_dur, cache_dir=args.cache_dir,
-                                    progress=not args.no_progress, val_fraction=args.val_fraction,
-                                    test_fraction=args.test_fraction, train_versions=args.train_versions)
-    except (NotEnoughWorks, SplitError) as e:
-        print(f"make_synth_covers: error: {e}", file=sys.stderr)
-        return 1
+    summary = make_synth_covers(args.out_dir, args.works, args.seed, nj=args.nj,
+                                min_versions=args.min_versions, max_versions=args.max_versions,
+                                sr=args.sr, max_dur=args.max_dur_s, cache_dir=args.cache_dir,
+                                progress=not args.no_progress, val_fraction=args.val_fraction,
+                                test_fraction=args.test_fraction, train_versions=args.train_versions)
     elapsed = time.time() - start
     resolved = {k: v for k, v in vars(args).items() if k != "no_progress"}
     resolved["works"] = "all" if args.works is None else args.works
-    resolved["train_versions"] = list(args.train_versions)
     summary["seconds"]["total_s"] = round(elapsed, 1)
-    write_run_info(os.path.join(args.out, "make_synth_covers.yaml"), resolved, summary=summary)
+    write_run_info(os.path.join(args.out_dir, "make_synth_covers.yaml"), resolved, summary=summary)
     kinds = ", ".join(f"{n} {k}" for k, n in summary["works_by_kind"].items())
     splits = ", ".join(f"{s} {n} works/{summary['tracks_by_split'][s]} tracks"
                        for s, n in summary["works_by_split"].items())
     print(f"make_synth_covers: works by kind: {kinds}; by split: {splits}", file=sys.stderr)
     print(f"make_synth_covers: {summary['works']} works, {summary['tracks']} tracks, "
-          f"{summary['audio_minutes']:.1f} min of audio in {elapsed:.1f} s -> {args.out}", file=sys.stderr)
-    return 0
+          f"{summary['audio_minutes']:.1f} min of audio in {elapsed:.1f} s -> {args.out_dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """Split a manifest into subsets by work (no work in two subsets).
 
-    python3 -m tools.split_manifest IN OUT_DIR --fractions train=0.8,test=0.2 --seed 0 \
+    python3 -m tools.split_manifest IN --out_dir OUT_DIR --fractions train=0.8,test=0.2 --seed 0 \
         [--query_ref test]
-    python3 -m tools.split_manifest IN OUT_DIR --by_field split [--subsets train val test] \
+    python3 -m tools.split_manifest IN --out_dir OUT_DIR --by_field split [--subsets train val test] \
         [--query_ref val test]
 
-Writes OUT_DIR/<subset>/dataset.txt for every subset; for the subsets named by
---query_ref also query.txt (first version of each work) and ref.txt (the other versions).
-With --fractions the split depends only on the set of works and the seed. With
---by_field FIELD the subsets are the values of that record field (the demo corpus writes
-"split": train/val/test, fixed per work); every record must have it and all versions of
-a work must agree. --subsets names the subsets that must be present. A subset with fewer
-than two works is an error: its queries would have nothing to retrieve.
+Writes OUT_DIR/<subset>/dataset.txt for every subset (for those of --query_ref also
+query.txt, the first version of each work, and ref.txt, the others) and
+OUT_DIR/split_manifest.yaml (settings used, subset sizes, environment). OUT_DIR as the
+second positional argument (the old form) still works, with a warning. With --fractions
+the split depends only on the set of works and the seed. With --by_field FIELD the
+subsets are the values of that record field (the demo corpus writes "split":
+train/val/test, fixed per work); every record must have it and all versions of a work
+must agree. --subsets names the subsets that must be present. A subset with fewer than
+two works is an error: its queries would have nothing to retrieve. Exit status 1 on bad
+input (one line naming it), 2 on a usage error.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from csi.cli import run_tool_main
 from csi.io.manifest import ManifestError, query_ref_split, read_manifest, split_by_work, works_of, write_manifest
 
 MIN_WORKS = 2
@@ -68,10 +72,11 @@ def check_subsets(subsets: dict[str, list[dict]], required: list[str]) -> None:
                                 f"{MIN_WORKS} (its queries would have nothing to retrieve)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path)
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("legacy_out_dir", nargs="?", type=Path, help=argparse.SUPPRESS)   # the old OUT_DIR
+    parser.add_argument("--out_dir", type=Path, help="where OUT_DIR/<subset>/dataset.txt ... are written")
     parser.add_argument("--fractions", type=parse_fractions, default=None,
                         help="name=fraction,... of the works (default train=0.8,test=0.2)")
     parser.add_argument("--seed", type=int, default=0)
@@ -81,33 +86,54 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --by_field: subsets that must be present (others are an error)")
     parser.add_argument("--query_ref", nargs="*", default=[], metavar="SUBSET",
                         help="subsets that also get query.txt/ref.txt")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.legacy_out_dir is not None:
+        if args.out_dir is not None:
+            parser.error("give the output directory once (--out_dir)")
+        print(f"{parser.prog}: warning: OUT_DIR as a second positional argument is deprecated, use --out_dir",
+              file=sys.stderr)
+        args.out_dir = args.legacy_out_dir
+    del args.legacy_out_dir
+    if args.out_dir is None:
+        parser.error("the following arguments are required: --out_dir")
     if args.by_field is not None and args.fractions is not None:
         parser.error("--by_field and --fractions are exclusive")
     if args.subsets is not None and args.by_field is None:
         parser.error("--subsets needs --by_field")
     if args.by_field is None:
-        fractions = args.fractions or parse_fractions("train=0.8,test=0.2")
-        unknown = set(args.query_ref) - set(fractions)
+        args.fractions = args.fractions or parse_fractions("train=0.8,test=0.2")
+        unknown = set(args.query_ref) - set(args.fractions)
         if unknown:
             parser.error(f"--query_ref names subsets not in --fractions: {', '.join(sorted(unknown))}")
-    try:
-        records = read_manifest(args.manifest)
-        if args.by_field is None:
-            subsets = split_by_work(records, fractions, seed=args.seed)
-            check_subsets(subsets, [name for name, f in fractions.items() if f > 0])
-        else:
-            subsets = split_by_field(records, args.by_field)
-            required = list(dict.fromkeys([*(args.subsets or []), *args.query_ref]))
-            if args.subsets is not None:
-                extra = sorted(set(subsets) - set(args.subsets))
-                if extra:
-                    raise ManifestError(f"{args.by_field} values not in --subsets: {', '.join(extra)}")
-            check_subsets(subsets, required)
-            subsets = {name: subsets[name] for name in (args.subsets or sorted(subsets))}
-    except (ManifestError, OSError) as e:
-        print(f"split_manifest: error: {e}", file=sys.stderr)
-        return 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_tool_main("split_manifest", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> None:
+    from csi.env import write_run_info
+
+    records = read_manifest(args.manifest)
+    if args.by_field is None:
+        subsets = split_by_work(records, args.fractions, seed=args.seed)
+        check_subsets(subsets, [name for name, f in args.fractions.items() if f > 0])
+    else:
+        subsets = split_by_field(records, args.by_field)
+        required = list(dict.fromkeys([*(args.subsets or []), *args.query_ref]))
+        if args.subsets is not None:
+            extra = sorted(set(subsets) - set(args.subsets))
+            if extra:
+                raise ManifestError(f"{args.by_field} values not in --subsets: {', '.join(extra)}")
+        check_subsets(subsets, required)
+        subsets = {name: subsets[name] for name in (args.subsets or sorted(subsets))}
     for name, subset in subsets.items():
         out = args.out_dir / name
         if name in args.query_ref:
@@ -117,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(out / "dataset.txt", subset)
         print(f"split_manifest: {name}: {len(works_of(subset))} works, {len(subset)} recordings -> {out}",
               file=sys.stderr)
-    return 0
+    config = {"manifest": args.manifest, "out_dir": args.out_dir, "query_ref": args.query_ref,
+              **({"by_field": args.by_field, "subsets": list(subsets)} if args.by_field else
+                 {"fractions": args.fractions, "seed": args.seed})}
+    write_run_info(args.out_dir / "split_manifest.yaml", config,
+                   subsets={name: {"works": len(works_of(s)), "recordings": len(s)} for name, s in subsets.items()})
 
 
 if __name__ == "__main__":

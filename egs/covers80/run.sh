@@ -29,7 +29,7 @@ if stage_begin 0 "download covers80"; then
   elif [ "$covers80_dir" != "$download_dir/covers80" ]; then
     die "covers80 directory $covers80_dir does not exist (expected covers32k/<work>/<performance>.mp3 under it; the collection is $covers80_url)"
   else
-    run_tool download "$covers80_url" "$download_dir/covers80.tgz" --extract_to "$covers80_dir" \
+    run_tool download "$covers80_url" "$download_dir/covers80.tgz" --out_dir "$covers80_dir" \
       || die "could not get $covers80_url into $covers80_dir; fetch and unpack it by hand, then pass --covers80_dir <dir holding covers32k/>"
   fi
   stage_end

@@ -42,7 +42,7 @@ csi_activate
 if stage_begin 0 "render the demo corpus"; then
   signature="works=$works seed=$seed val=$val_fraction test=$test_fraction"
   if ! already_done "$corpus_dir/.stage0.done" "$signature"; then
-    run_tool make_synth_covers --out "$corpus_dir" --works "$works" --seed "$seed" --nj "$nj" \
+    run_tool make_synth_covers --out_dir "$corpus_dir" --works "$works" --seed "$seed" --nj "$nj" \
       --val_fraction "$val_fraction" --test_fraction "$test_fraction"
     mark_done "$corpus_dir/.stage0.done" "$signature"
   fi
@@ -53,7 +53,7 @@ if stage_begin 1 "JSONL manifests, the corpus's train/val/test split"; then
   [ -s "$corpus_dir/dataset.txt" ] || die "$corpus_dir/dataset.txt is missing: run stage 0 first"
   signature="$corpus_dir $(cksum < "$corpus_dir/dataset.txt")"
   if ! already_done "$data/.stage1.done" "$signature"; then
-    run_tool split_manifest "$corpus_dir/dataset.txt" "$data" --by_field split --subsets train val test \
+    run_tool split_manifest "$corpus_dir/dataset.txt" --out_dir "$data" --by_field split --subsets train val test \
       --query_ref test
     mark_done "$data/.stage1.done" "$signature"
   fi

@@ -91,7 +91,7 @@ def run_reference_way(records: list[dict], work: Path) -> tuple[float, float]:
 
 def demo_corpus(tmp: Path, works: int) -> Path:
     out = tmp / "corpus"
-    subprocess.run([sys.executable, "-m", "tools.make_synth_covers", "--out", str(out), "--works", str(works),
+    subprocess.run([sys.executable, "-m", "tools.make_synth_covers", "--out_dir", str(out), "--works", str(works),
                     "--seed", "0", "--nj", "1"], check=True, capture_output=True)
     return out
 
