@@ -15,7 +15,8 @@ Prints the metrics of ``tools.eval_testset`` (MAP, MR1, P@10, HR@1, HR@10, queri
 system as a table and one JSON line; with ``--out_dir`` writes ``metrics.json`` (``chance``
 and ``baselines`` entries as in eval_testset's) and ``eval_baseline.yaml`` (resolved config
 and environment). Exit status 1 with a message on bad input (missing file, empty split or a
-single work, records without stored features, a feature a system cannot use).
+single work, records without stored features, a feature a system cannot use), 2 on a usage
+error.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from csi.cli import add_progress_arg, run_tool_main
 
 log = logging.getLogger("csi.eval")
 
@@ -40,13 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep_tempo_copies", action="store_true",
                    help="rank the tempo copies (sp_<k>-<utt>) of a query's recording (default: excluded)")
     p.add_argument("--out_dir", type=Path, help="write metrics.json and eval_baseline.yaml here")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_progress_arg(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from csi.cli import run_tool_main
     from csi.eval.baselines import BaselineError
     return run_tool_main("eval_baseline", lambda: run(args), (BaselineError,))
 
@@ -89,9 +91,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         args.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out_dir / "metrics.json", json.dumps(summary, indent=1) + "\n")
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        write_run_info(args.out_dir / "eval_baseline.yaml", config,
-                       resolved={"systems": systems, "protocol": summary["protocol"]})
+        write_run_info(args.out_dir / "eval_baseline.yaml", vars(args),
+                       resolved={"systems": systems, "protocol": summary["protocol"],
+                                 "excluded_pairs": summary["excluded_pairs"]})
     print(f"eval_baseline {args.query_path.name} vs {args.ref_path.name} ({summary['protocol']}, "
           f"{len(queries)} queries, {len(refs)} references):")
     print(format_table(table_rows(results)))
