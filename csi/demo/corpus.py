@@ -13,13 +13,13 @@ Discovery reads the MusicXML soprano with ElementTree and the ABC headers as tex
 seconds, no music21 parse) and is cached as JSON; the folk kinds are checked lazily by
 melodic similarity after a music21 parse (:func:`validate`). A *source* names one score:
 ``bach/bwv1.6.mxl`` or ``essenFolksong/altdeu10.abc:12`` (12th tune of the file); it is
-read by :func:`csi.demo.extract.load_score`.
+read by :func:`csi.demo.extract.load_score`; the corpus files themselves by
+:mod:`csi.demo.sources`.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import math
 import os
@@ -31,7 +31,10 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import extract
+from .extract import load_score
 from .score import melody_intervals, similarity
+from .sources import abc_tunes, corpus_root, read_text, satb_parts
 
 CATALOG_VERSION = 3
 CHORALE_RUN = 16  # shared beat-skeleton intervals that make two sopranos one melody
@@ -40,7 +43,6 @@ KINDS = ("chorale", "essen", "folk")
 MAX_MEMBERS = 8
 SIM_THRESHOLD = {"essen": 0.45, "folk": 0.45}  # random tune pairs: 99th percentile ~0.4-0.44
 _STEP = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_SATB = ("soprano", "alto", "tenor", "bass")
 _GENERIC_WORDS = re.compile(
     r"\b(the|a|an|reel|jig|hornpipe|strathspey|march|air|slow|no|set|dance|song|tune|polka|"
     r"waltz|quickstep|slip|double|single)\b")
@@ -57,13 +59,6 @@ class Candidate:
 
 
 # ---------------------------------------------------------------- music21 environment
-
-def corpus_root() -> Path:
-    spec = importlib.util.find_spec("music21")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("music21 is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "corpus"
-
 
 def default_cache_dir() -> Path:
     """$CSI_MUSIC21_DIR, else $XDG_CACHE_HOME/csi/music21 (~/.cache/csi/music21)."""
@@ -91,8 +86,6 @@ def configure_music21(cache_dir: Path) -> None:
     only: the in-memory environment is changed, ~/.music21rc is neither read nor written.
     Extracted Scores are cached beside it (:func:`csi.demo.extract.set_score_cache`)."""
     from music21 import environment
-
-    from . import extract
 
     environment.Environment()["directoryScratch"] = str(cache_dir)
     extract.set_score_cache(Path(cache_dir) / f"csi_demo_scores_{_fingerprint()}_v{extract.SCORE_CACHE_VERSION}")
@@ -190,16 +183,6 @@ def _xml_parts(root: ET.Element) -> list[tuple[str, list[tuple[float, int, float
     return parts
 
 
-def satb_parts(parts: list) -> list:
-    """The soprano, alto, tenor and bass parts by name (first match each), else all parts."""
-    found = []
-    for voice in _SATB:
-        match = next((p for p in parts if p[0].strip().lower().startswith(voice)), None)
-        if match is not None:
-            found.append(match)
-    return found if len(found) == 4 else parts
-
-
 def beat_skeleton_intervals(notes: list[tuple[float, int, float]]) -> tuple[int, ...]:
     """Intervals between the pitches sounding on beats (repeated pitches merged)."""
     pitches = []
@@ -283,19 +266,6 @@ def _chorale_groups() -> tuple[list[Candidate], list[Candidate]]:
 
 def _natural(s: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
-
-
-def read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def abc_tunes(text: str) -> list[str]:
-    """The tunes of an ABC file, each from its ``X:`` line to the next."""
-    return [b for b in re.split(r"\n(?=X:)", "\n" + text.replace("\r\n", "\n")) if b.startswith("X:")]
 
 
 def _field(block: str, name: str) -> list[str]:
@@ -400,8 +370,6 @@ def validate(cand: Candidate) -> tuple[str, ...]:
     """A greedy set of pairwise similar members (normalised edit similarity of the first 32
     intervals >= the kind's threshold), grown from each member in turn until it has two or
     more; () if none."""
-    from .extract import load_score
-
     sigs: dict[str, list[int]] = {}
     for src in cand.members:
         try:

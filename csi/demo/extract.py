@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .corpus import satb_parts, abc_tunes, corpus_root, read_text
 from .score import Note, Score
+from .sources import abc_tunes, corpus_root, read_text, satb_parts
 
 SCORE_CACHE_VERSION = 1
 _score_dir: Path | None = None  # on-disk Score cache, set by :func:`set_score_cache`
