@@ -24,7 +24,7 @@ from tqdm import tqdm
 from csi.config import to_dict
 from csi.features import augment
 from csi.features.config import FeatureConfig
-from csi.features.store import FeatureStore, source_signature, stable_hash
+from csi.features.store import FeatureStore, NonFiniteFeatureError, source_signature, stable_hash
 from csi.io.audio import AudioError, load
 from csi.io.manifest import Record, read_manifest
 from csi.utils import SILENCE_PEAK, resolve_device
@@ -133,7 +133,10 @@ class Extractor:
                     feat = self.features(z)
                 except Exception as e:  # a defect on one file must not end a long run
                     return Outcome(rec["utt"], [], f"feature extraction failed: {type(e).__name__}: {e}")
-                self.store.save(utt, feat, source)
+                try:
+                    self.store.save(utt, feat, source)
+                except NonFiniteFeatureError as e:   # stored nothing; the recording goes to bad.txt
+                    return Outcome(rec["utt"], [], str(e))
                 n_frames, computed = len(feat), computed + 1
                 audio_s += len(z) / cfg.sr
             new = dict(rec)
