@@ -29,9 +29,10 @@ run record                    a tool that writes outputs writes ``<tool>.yaml`` 
 API (a tool uses what applies to it)
 ------------------------------------
 ``add_device_arg(parser, default="auto")`` / ``resolve_device(name) -> torch.device``
-    ``--device``; ``resolve_device`` is the one place that turns a device name into a
-    device (``auto`` → cuda when available, else cpu); a CUDA device this machine does not
-    have is a ``ConfigError``. ``check_device_name(name)`` checks the spelling only (no torch).
+    ``--device``; ``resolve_device`` turns a device name from the command line or a config
+    into a device (``auto`` → cuda when available, else cpu, by ``csi.utils.resolve_device``,
+    which the library uses); a bad spelling or a CUDA device this machine does not have is
+    a ``ConfigError``. ``check_device_name(name)`` checks the spelling only (no torch).
 ``add_progress_arg(parser)``
     ``--no_progress`` (``args.no_progress``; pass ``progress=not args.no_progress``).
 ``add_set_arg(parser)`` / ``apply_overrides(config, args.set, where=...)``
@@ -100,22 +101,23 @@ def check_device_name(name: str) -> str:
 
 
 def resolve_device(name: Any = "auto"):
-    """The ``torch.device`` for ``name`` (``None``/``auto``: cuda when available, else cpu).
-    A CUDA device this machine does not have is a ConfigError naming it."""
+    """The ``torch.device`` for ``name`` (``None``/``auto``: cuda when available, else cpu),
+    its spelling checked first. A CUDA device this machine does not have is a ConfigError
+    naming it. The auto choice itself is ``csi.utils.resolve_device``'s (library code below
+    the tools calls that one directly)."""
     import torch
+
+    from csi.utils import resolve_device as choose
 
     if isinstance(name, torch.device):
         name = str(name)
     name = check_device_name("auto" if name is None else name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"device {name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= count:
-            raise ConfigError(f"device {name}: this machine has {count} CUDA device(s)")
+    try:
+        device = choose(name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
