@@ -21,8 +21,9 @@ messages                      logging on stderr (``setup_logging``); a failed ru
 exit status                   0 done; 1 failed run (bad input, missing file, config error,
                               a model that does not fit); 2 usage error only (argparse,
                               ``parser.error``)
-run record                    a tool that writes outputs writes ``<tool>.yaml`` beside them
-                              (``csi.env.write_run_info``): the values actually used
+run record                    a tool that writes outputs writes a YAML record beside them
+                              (``csi.env.write_run_info``; ``<tool>.yaml``, or the name it
+                              always had, e.g. ``train_run.yaml``): the values actually used
                               (defaults filled, overrides applied), then the environment
 ============================  ==============================================================
 
