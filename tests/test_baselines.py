@@ -287,7 +287,7 @@ def test_eval_testset_prints_baselines_beside_the_model(tmp_path, capsys):
     import torch
     import yaml
 
-    from csi.models import build_model
+    from csi.models import build_model, model_section
     from tools import eval_testset
 
     manifest, _ = _corpus(tmp_path)
@@ -296,7 +296,7 @@ def test_eval_testset_prints_baselines_beside_the_model(tmp_path, capsys):
     (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(HP))
     (exp / "pt_model").mkdir()
     torch.manual_seed(0)
-    torch.save({"generator": build_model(HP).state_dict()}, exp / "pt_model" / "g_00000000")
+    torch.save({"generator": build_model(model_section(HP)).state_dict()}, exp / "pt_model" / "g_00000000")
     out = tmp_path / "eval"
     assert eval_testset.main([str(exp), str(manifest), str(manifest), "--out_dir", str(out),
                               "--baselines", "all"]) == 0

@@ -38,17 +38,9 @@ TOOLS = {
     "build_index": (["missing_model", "missing.txt", "out"], True),
     "eval_testset": (["missing_model", "missing_q.txt", "missing_r.txt"], True),
 }
-# being rewritten by another change that adopts csi.cli afterwards: known deviations are xfail
-PENDING = {"identify", "build_index", "eval_testset"}
 
 
-def _tool(name: str):
-    if name in PENDING:
-        return pytest.param(name, marks=pytest.mark.xfail(reason="adopts csi.cli in its rewrite", strict=False))
-    return name
-
-
-ALL = [_tool(name) for name in TOOLS]
+ALL = list(TOOLS)
 
 
 def test_every_tool_is_covered():
@@ -194,7 +186,7 @@ def test_reference_decoy_keys_load_with_one_warning_each(caplog):
                      ("covers80: save_name", "not written to disk")]:
         assert any(f"h.yaml: {key}: ignored — " in line and why in line for line in lines), (key, lines)
     resolved = parsed.resolved()
-    for key in ("num_gpus", "train_sample_path", "dev_path", "chunk_s"):
+    for key in ("num_gpus", "train_sample_path", "dev_path"):
         assert key not in resolved
     assert set(resolved["covers80"]) == {"query_path", "ref_path", "every_n_epoch_to_dev"}
     assert set(parsed.ignored) == {"num_gpus", "train_sample_path", "dev_path", "covers80.query_in_ref_path",
@@ -203,14 +195,24 @@ def test_reference_decoy_keys_load_with_one_warning_each(caplog):
     assert parse_hparams(resolved).resolved() == resolved         # the record loads again as hparams
 
 
-def test_chunk_s_must_match_chunk_frame_and_mean_size(caplog):
+def test_chunk_s_and_cqt_hop_must_match_the_front_end(caplog):
+    from csi.embed.frontend import resolve_frontend
+    from csi.train.trainer import check_reference_keys
+
+    cqt = resolve_frontend({"name": "coverhunter_cqt"})
     with caplog.at_level(logging.WARNING, logger="csi.config"):
-        parse_hparams(_reference_hparams())            # chunk_s 135 = 1125 * 3 / 25: silently consistent
+        cfg = parse_hparams(_reference_hparams()).train     # chunk_s 135 = 1125 * 3 / 25: consistent
     assert not caplog.records
-    with pytest.raises(ConfigError, match=r"chunk_s 30 does not match .* 3375 CQT frames = 135 s"):
-        parse_hparams(_reference_hparams(chunk_s=30))
+    check_reference_keys(cfg, cqt)
+    with pytest.raises(ConfigError, match=r"chunk_s 30 does not match .* 3375 frames = 135 s at 25 frames/s"):
+        check_reference_keys(parse_hparams(_reference_hparams(chunk_s=30)).train, cqt)
     with pytest.raises(ConfigError, match="set chunk_s: 24"):
-        parse_hparams(_reference_hparams(chunk_frame=[200, 100]))
+        check_reference_keys(parse_hparams(_reference_hparams(chunk_frame=[200, 100])).train, cqt)
+    faster = resolve_frontend({"name": "coverhunter_cqt", "hop_s": 0.02})     # 50 frames/s: 67.5 s
+    with pytest.raises(ConfigError, match="set chunk_s: 67.5"):
+        check_reference_keys(parse_hparams(_reference_hparams(cqt={})).train, faster)
+    with pytest.raises(ConfigError, match="cqt.hop_size 0.04 differs"):
+        check_reference_keys(parse_hparams(_reference_hparams(chunk_s=67.5, cqt={"hop_size": 0.04})).train, faster)
 
 
 def test_noise_name_is_ignored_and_sr_checked(caplog):
@@ -274,7 +276,7 @@ def test_train_run_record_holds_resolved_values(tmp_path):
     assert config["early_stopping"] == {"patience": 4, "dev_set": None}
     assert config["triplet"]["margin"] == 0.3 and config["ce"]["output_dims"] == 8   # model keys, resolved
     assert config["grad_clip"] == 1.0 and config["dev"]["every_n_epoch_to_dev"] == 1   # defaults filled
-    assert not {"num_gpus", "chunk_s", "train_sample_path"} & set(config)
+    assert not {"num_gpus", "train_sample_path"} & set(config) and config["chunk_s"] == 4.8   # checked: kept
     assert record["overrides"] == ["seed=11", "early_stopping.patience=4", "max_steps=2", "device=cpu"]
     assert set(record["ignored_keys"]) == {"num_gpus", "train_sample_path"}
     assert record["environment"]["packages"]["torch"] and "tools.train" in record["environment"]["command"]

@@ -122,7 +122,7 @@ def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
     import torch
     import yaml
 
-    from csi.models import build_model
+    from csi.models import build_model, model_section
 
     make_tree(tmp_path / "c80", base_s=3)
     data = tmp_path / "data"
@@ -136,7 +136,7 @@ def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
     (exp / "config").mkdir(parents=True)
     (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp))
     (exp / "pt_model").mkdir()
-    torch.save({"generator": build_model(hp).state_dict()}, exp / "pt_model" / "g_00000000")
+    torch.save({"generator": build_model(model_section(hp)).state_dict()}, exp / "pt_model" / "g_00000000")
     r = run_bash([RUN, "--stage", "6", "--stop_stage", "6", "--covers80_dir", str(tmp_path / "c80"),
                   "--data", str(data), "--exp", str(exp)])
     assert r.returncode == 0, r.stderr[-3000:]

@@ -295,9 +295,9 @@ HP = {"train_path": "unused", "chunk_frame": [20], "mean_size": 2, "m_per_class"
 
 
 def _save_model(exp, epoch=0, seed=0):
-    from csi.models import build_model
+    from csi.models import build_model, model_section
     torch.manual_seed(seed)
-    model = build_model(HP)
+    model = build_model(model_section(HP))
     (exp / "pt_model").mkdir(parents=True, exist_ok=True)
     torch.save({"generator": model.state_dict()}, exp / "pt_model" / f"g_{epoch:08d}")
     return model

@@ -24,7 +24,9 @@ from pathlib import Path
 log = logging.getLogger("csi.index")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    from csi.cli import add_device_arg, add_progress_arg
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="model directory (config/hparams.yaml, pt_model/)")
     parser.add_argument("manifest", type=Path, help="reference collection (JSON lines)")
@@ -41,22 +43,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=32, help="chunks a forward pass")
     parser.add_argument("--checkpoint", help="epoch number or file name in pt_model/ (default: latest)")
     parser.add_argument("--hop_s", type=float, help="seconds between chunk starts (default: the chunk length)")
-    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    add_device_arg(parser)
+    add_progress_arg(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from csi.cli import run_tool_main
+    args = build_parser().parse_args(argv)
+    from csi.cli import run_tool_main, setup_logging
     from csi.index import IndexFileError, ModelMismatchError
-    from csi.registry import ConfigError
 
+    setup_logging()
     logging.getLogger("faiss").setLevel(logging.WARNING)     # its loader logs at INFO
-    status: list[int] = []
-    code = run_tool_main("build_index", lambda: status.append(build(args)),
-                         (ConfigError, IndexFileError, ModelMismatchError, ValueError))
-    return code or status[0]
+    return run_tool_main("build_index", lambda: build(args), (IndexFileError, ModelMismatchError))
 
 
 def build(args: argparse.Namespace) -> int:

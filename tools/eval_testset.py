@@ -48,6 +48,8 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from csi.cli import add_device_arg, add_progress_arg
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", type=Path)
     p.add_argument("query_path", type=Path)
@@ -61,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hop_s", type=float, help="chunk hop in seconds (default: chunk_s, no overlap)")
     p.add_argument("--mean_embedding", action="store_true", help="compare averaged track embeddings")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_device_arg(p)
+    add_progress_arg(p)
     p.add_argument("--num_workers", type=int, default=0, help="processes reading features / decoding audio")
     p.add_argument("--distractors", type=Path, help="manifest of references that are never relevant")
     p.add_argument("--out_dir", type=Path)
@@ -80,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from csi.cli import run_tool_main
     from csi.eval.testset import EvalError, run
-    from csi.registry import ConfigError
-    return run_tool_main("eval_testset", lambda: run(args), (EvalError, ConfigError))
+    return run_tool_main("eval_testset", lambda: run(args), (EvalError,))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    from csi.cli import add_device_arg
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index_dir", type=Path)
     parser.add_argument("audio", nargs="+", help="query audio files")
@@ -36,25 +38,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ef_search", type=int, help="hnsw: search beam (default: the index's)")
     parser.add_argument("--k_chunks", type=int, help="vectors retrieved a query chunk (default max(100, 10·topk))")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    return parser.parse_args(argv)
+    add_device_arg(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.topk < 1:
-        print("identify: --topk must be positive", file=sys.stderr)
-        return 2
-    from csi.cli import run_tool_main
+        parser.error("--topk must be positive")
+    from csi.cli import run_tool_main, setup_logging
     from csi.index import IndexFileError, ModelMismatchError
-    from csi.registry import ConfigError
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
-    logging.getLogger("csi.embed").setLevel(logging.ERROR)   # a bad query gets our one line, not two
-    status: list[int] = []
-    code = run_tool_main("identify", lambda: status.append(identify(args)),
-                         (IndexFileError, ModelMismatchError, ConfigError, ValueError))
-    return code or status[0]
+    setup_logging()
+    logging.getLogger("csi").setLevel(logging.WARNING)        # stdout is the answer; stderr one line a bad query
+    logging.getLogger("csi.embed").setLevel(logging.ERROR)
+    return run_tool_main("identify", lambda: identify(args), (IndexFileError, ModelMismatchError))
 
 
 def identify(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from csi.index.identity import check_model
 from csi.index.store import ChunkIndex
+from csi.registry import ConfigError
 
 log = logging.getLogger("csi.index")
 
@@ -49,7 +50,7 @@ def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Pat
         check_model(index.model, identity, index.dim)
         hop_frames = int(index.model["hop_frames"])
         if hop_s is not None and loaded.card.seconds_to_frames(hop_s) != hop_frames:
-            raise ValueError(f"--hop_s {hop_s}: the index uses a hop of {hop_frames} frames "
+            raise ConfigError(f"--hop_s {hop_s}: the index uses a hop of {hop_frames} frames "
                              f"({hop_frames / loaded.card.frontend.frames_per_s:g} s)")
         ignored = [k for k in BUILD_PARAMS if k in params] + (["type"] if kind and kind != index.kind else [])
         if ignored:

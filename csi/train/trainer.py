@@ -72,11 +72,10 @@ def _require_works(records: list[dict], path: str, role: str) -> None:
         raise ConfigError(f"{path}: the {role} has {len(works)} work(s); at least 2 are needed")
 
 
-def training_frontend(train: list[dict], dev: list[dict], cqt: dict, where: str) -> FrontEnd:
+def training_frontend(train: list[dict], dev: list[dict], where: str) -> FrontEnd:
     """The front end that made the training features, from their feature store
     (``fingerprint.json``); dev features must come from the same front end. Features without
-    a store record are taken as the CoverHunter CQT (said in the log). The reference key
-    ``cqt.hop_size`` is checked against the front end's hop."""
+    a store record are taken as the CoverHunter CQT (said in the log)."""
     made_by = store_frontend(train[0]["feat"])
     if made_by is None:
         log.warning("%s: the features have no feature-store record (fingerprint.json); assuming the CoverHunter "
@@ -87,15 +86,28 @@ def training_frontend(train: list[dict], dev: list[dict], cqt: dict, where: str)
         if other is not None and not other.same_features(made_by):
             raise ConfigError(f"dev features {rec['feat']} were made by front end {other.name} {other.params}, "
                               f"the training features by {made_by.name} {made_by.params}")
-    unknown = sorted(set(cqt) - {"hop_size"})
-    if unknown:
-        raise ConfigError(f"hparams.yaml: cqt: unknown key(s) {', '.join(unknown)}; accepted: hop_size "
-                          f"(the front end itself is configured in the feature stage's hparams.yaml)")
-    hop_s = 1.0 / made_by.frames_per_s
-    if "hop_size" in cqt and abs(float(cqt["hop_size"]) - hop_s) > 1e-9:
-        raise ConfigError(f"hparams.yaml: cqt.hop_size {cqt['hop_size']} differs from the hop of the front end that "
-                          f"made the training features ({hop_s:g} s, {made_by.name}); remove the key or fix it")
     return made_by
+
+
+def check_reference_keys(cfg, frontend: FrontEnd, where: str = "hparams.yaml") -> None:
+    """CoverHunter's ``cqt.hop_size`` must be the front end's hop and its ``chunk_s`` (the
+    dev/test chunk in seconds) must be ``chunk_frame[0] * mean_size`` frames at the front
+    end's rate, as the reference asserts; otherwise a ConfigError with both numbers."""
+    unknown = sorted(set(cfg.cqt) - {"hop_size"})
+    if unknown:
+        raise ConfigError(f"{where}: cqt: unknown key(s) {', '.join(unknown)}; accepted: hop_size "
+                          f"(the front end itself is configured in the feature stage's hparams.yaml)")
+    hop_s = 1.0 / frontend.frames_per_s
+    if "hop_size" in cfg.cqt and abs(float(cfg.cqt["hop_size"]) - hop_s) > 1e-9:
+        raise ConfigError(f"{where}: cqt.hop_size {cfg.cqt['hop_size']} differs from the hop of the front end that "
+                          f"made the training features ({hop_s:g} s, {frontend.name}); remove the key or fix it")
+    if cfg.chunk_s is not None:
+        frames = int(cfg.chunk_frame[0]) * cfg.mean_size
+        seconds = frames / frontend.frames_per_s
+        if abs(float(cfg.chunk_s) - seconds) * frontend.frames_per_s > 0.5:
+            raise ConfigError(f"{where}: chunk_s {cfg.chunk_s} does not match chunk_frame[0] * mean_size = {frames} "
+                              f"frames = {seconds:g} s at {frontend.frames_per_s:g} frames/s ({frontend.name}); "
+                              f"set chunk_s: {seconds:g} or remove it")
 
 
 class Trainer:
@@ -151,7 +163,8 @@ class Trainer:
                               int(self.model.output_size),
                               self.n_classes, cfg.mean_size, int(cfg.chunk_frame[0]) * cfg.mean_size,
                               training_frontend(records, [r for q, refs, _ in self.dev_sets.values() for r in q + refs],
-                                                hp.raw.get("cqt") or {}, cfg.train_path))
+                                                cfg.train_path))
+        check_reference_keys(cfg, self.card.frontend)
         self.dev_chunking = self.card.chunking(cfg.dev_chunk_s)
         self.dev_reader = FeatureReader(self.card.frontend, self.card.input_dim)
         if ctx.is_main:
