@@ -30,9 +30,9 @@ run record                    a tool that writes outputs writes a YAML record be
 API (a tool uses what applies to it)
 ------------------------------------
 ``add_device_arg(parser, default="auto")`` / ``resolve_device(name) -> torch.device``
-    ``--device``; ``resolve_device`` turns a device name from the command line or a config
-    into a device (``auto`` → cuda when available, else cpu, by ``csi.utils.resolve_device``,
-    which the library uses); a bad spelling or a CUDA device this machine does not have is
+    ``--device``; ``resolve_device`` (``csi.utils``, the one device choice of the toolkit)
+    turns a device name from the command line or a config into a device (``auto`` → cuda
+    when available, else cpu); a bad spelling or a CUDA device this machine does not have is
     a ``ConfigError``. ``check_device_name(name)`` checks the spelling only (no torch).
 ``add_progress_arg(parser)``
     ``--no_progress`` (``args.no_progress``; pass ``progress=not args.no_progress``).
@@ -61,20 +61,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import yaml
 
 from csi.registry import ConfigError
+from csi.utils import check_device_name, resolve_device  # noqa: F401  (part of the tool API)
 
 __all__ = ["ToolError", "add_device_arg", "check_device_name", "resolve_device", "add_progress_arg", "add_set_arg",
            "apply_overrides", "add_renamed_arg", "setup_logging", "run_tool_main", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 class ToolError(RuntimeError):
@@ -92,34 +91,6 @@ def _device_arg(text: str) -> str:
         return check_device_name(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def check_device_name(name: str) -> str:
-    """``name`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, else a ConfigError."""
-    if not isinstance(name, str) or not _DEVICE.match(name):
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}")
-    return name
-
-
-def resolve_device(name: Any = "auto"):
-    """The ``torch.device`` for ``name`` (``None``/``auto``: cuda when available, else cpu),
-    its spelling checked first. A CUDA device this machine does not have is a ConfigError
-    naming it. The auto choice itself is ``csi.utils.resolve_device``'s (library code below
-    the tools calls that one directly)."""
-    import torch
-
-    from csi.utils import resolve_device as choose
-
-    if isinstance(name, torch.device):
-        name = str(name)
-    name = check_device_name("auto" if name is None else name)
-    try:
-        device = choose(name)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 # ---- progress, overrides, renamed options -------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -36,14 +37,34 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, else a ConfigError (no torch)."""
+    from csi.registry import ConfigError
+
+    if not isinstance(name, str) or not _DEVICE_NAME.match(name):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
+
+
 def resolve_device(name: "str | object | None" = "auto"):
-    """``auto``/None → ``cuda`` when available, else ``cpu``; any other name (``cpu``,
-    ``cuda``, ``cuda:1``) as given. A CUDA device on a machine without CUDA is a ValueError."""
+    """The ``torch.device`` for ``name``: ``auto``/None → ``cuda`` when available, else ``cpu``;
+    ``cpu``, ``cuda``, ``cuda:N`` as given. A bad spelling or a CUDA device this machine does
+    not have is a ConfigError naming it."""
     import torch
 
-    if name is None or str(name) == "auto":
+    from csi.registry import ConfigError
+
+    name = check_device_name("auto" if name is None else str(name))
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(str(name))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name}: CUDA is not available on this machine")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name}: this machine has {count} CUDA device(s)")
     return device

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Iterable, Optional
 
-from csi.cli import check_device_name
+from csi.utils import check_device_name
 from csi.registry import ConfigError
 
 

@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
-from csi.cli import check_device_name
+from csi.utils import check_device_name
 from csi.config import from_dict, to_dict
 from csi.models import model_keys
 from csi.registry import ConfigError
