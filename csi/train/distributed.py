@@ -31,10 +31,14 @@ class Context:
 
 
 def setup(device: str = "auto") -> Context:
+    """The process's context under torchrun (or alone): ``device`` auto/cpu/cuda; on CUDA each
+    process takes ``cuda:LOCAL_RANK``."""
+    from csi.utils import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
