@@ -37,6 +37,8 @@ TOOLS = {
     "identify": (["missing_index", "missing.wav"], False),
     "build_index": (["missing_model", "missing.txt", "out"], True),
     "eval_testset": (["missing_model", "missing_q.txt", "missing_r.txt"], True),
+    "alignment_for_frames": (["missing_model", "missing.txt", "out.jsonl"], True),
+    "compare_metrics": (["a=missing.json"], False),
 }
 
 

@@ -92,10 +92,11 @@ def test_failed_download_names_url_and_path(tmp_path):
     assert not (tmp_path / "dl" / "covers80.tgz.part").exists()
 
 
-def test_explicit_unbuilt_stage_fails(tmp_path):
+def test_stage4_without_a_trained_model_says_so(tmp_path):
     make_tree(tmp_path / "c80")
-    r = run_bash([RUN, "--stage", "4", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "d")])
-    assert r.returncode != 0 and "not built yet" in r.stderr
+    r = run_bash([RUN, "--stage", "4", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "d"),
+                  "--exp", str(tmp_path / "exp")])
+    assert r.returncode != 0 and "run stage 3 first" in r.stderr
 
 
 def test_fetch_and_extract(tmp_path):

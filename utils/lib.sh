@@ -230,6 +230,45 @@ eval_stage() {
   while IFS= read -r line; do log "  $line"; done < "$out/metrics_table.txt"
 }
 
+# The checkpoint a later stage uses of MODEL_DIR: g_best if there is one, else the latest epoch.
+best_checkpoint() {
+  local model=$1 last
+  if [ -f "$model/pt_model/g_best" ]; then echo g_best; return 0; fi
+  last=$(find "$model/pt_model" -maxdepth 1 -name 'g_[0-9]*' 2>/dev/null | sort | tail -1)
+  [ -n "$last" ] || die "no trained model in $model: run stage 3 first"
+  basename "$last"
+}
+
+# Stage 4: `align_stage MODEL_DIR MANIFEST OUT [tools.alignment_for_frames options]` aligns
+# the versions of every work of MANIFEST with the coarse model. The marker covers the
+# manifest, the checkpoint and the options.
+align_stage() {
+  local model=$1 manifest=$2 out=$3; shift 3
+  local ckpt signature
+  ckpt=$(best_checkpoint "$model")
+  signature="manifest $(cksum < "$manifest") checkpoint $(cksum < "$model/pt_model/$ckpt") options $*"
+  if already_done "$out.done" "$signature"; then return 0; fi
+  run_tool alignment_for_frames "$model" "$manifest" "$out" --checkpoint "$ckpt" "$@"
+  mark_done "$out.done" "$signature"
+}
+
+# Stage 5: `fine_stage FINE_EXP CONF COARSE_EXP ALIGNMENT [--set key=value ...]`: training from
+# the coarse model on chunks cut at aligned positions (train_stage: resumable; its signature
+# covers the alignment file, whose header names the coarse checkpoint).
+fine_stage() {
+  local exp=$1 conf=$2 coarse=$3 alignment=$4; shift 4
+  train_stage "$exp" "$conf" "$@" --set "fine.init_dir=$coarse" --set "fine.alignment_path=$alignment" \
+    --set "fine.init_checkpoint=$(best_checkpoint "$coarse")"
+}
+
+# Stage 6 side by side: `compare_stage OUT_DIR NAME=METRICS_JSON ...` logs one table.
+compare_stage() {
+  local out=$1 line; shift
+  run_tool compare_metrics "$@" --out_dir "$out" > /dev/null
+  log "side by side ($out/comparison.txt):"
+  while IFS= read -r line; do log "  $line"; done < "$out/comparison.txt"
+}
+
 # Run a python tool module from the toolkit: `run_tool make_manifest --arg ...`.
 run_tool() {
   local name=$1; shift

@@ -35,7 +35,15 @@ def random_stretched_chunk(feat: np.ndarray, chunk_frames: int, factors: tuple[f
     factor = float(rng.uniform(*factors))
     span = max(1, int(round(chunk_frames * factor)))
     start = int(rng.integers(0, max(1, feat.shape[0] - span + 1)))
+    return stretched_chunk_at(feat, start, chunk_frames, factor, pad_value), factor
+
+
+def stretched_chunk_at(feat: np.ndarray, start: int, chunk_frames: int, factor: float,
+                       pad_value: float = -100.0) -> torch.Tensor:
+    """``round(chunk_frames * factor)`` stored frames from ``start`` (padded past the end),
+    resampled to ``chunk_frames``: the chunk at ``start`` played ``factor`` times faster."""
+    span = max(1, int(round(chunk_frames * factor)))
     piece = torch.from_numpy(np.asarray(feat[start:start + span], dtype=np.float32))
     if piece.shape[0] < span:
         piece = torch.nn.functional.pad(piece, (0, 0, 0, span - piece.shape[0]), value=pad_value)
-    return stretch_time(piece, factor, length=chunk_frames), factor
+    return stretch_time(piece, factor, length=chunk_frames)

@@ -53,6 +53,22 @@ class DevSet:
 
 
 @dataclass
+class FineConfig:
+    """Fine training (stage 5): start from the coarse model and cut the chunks of a batch's
+    versions of a work at aligned positions (csi.data.aligned, the stage-4 alignment file)."""
+    init_dir: str = ""                 # the coarse experiment (model directory)
+    alignment_path: str = ""           # tools.alignment_for_frames output for train_path
+    init_checkpoint: str = "g_best"    # file in init_dir/pt_model
+    min_confidence: float = 0.3        # less confident pairs fall back to random chunks
+
+    def __post_init__(self) -> None:
+        if not self.init_dir or not self.alignment_path:
+            raise ConfigError("fine: init_dir (the coarse experiment) and alignment_path (stage 4) are required")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"fine: min_confidence must be in [0, 1], got {self.min_confidence}")
+
+
+@dataclass
 class EarlyStopping:
     patience: int = 10          # epochs without a better dev MAP
     dev_set: Optional[str] = None  # default: the first dev set
@@ -97,6 +113,7 @@ class TrainConfig:
     log_every_steps: int = 50
     max_nan_steps: int = 10                    # consecutive non-finite losses before stopping
     early_stopping: Optional[EarlyStopping] = None
+    fine: Optional[FineConfig] = None          # stage 5: aligned chunks from a coarse model
     dev_chunk_s: Optional[float] = None        # dev embedding chunk; default chunk_frame[0] frames
     device: str = "auto"                       # auto (cuda when available), cpu, cuda, cuda:N
 

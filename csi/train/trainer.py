@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from csi.data.aligned import AlignedChunkDataset, AnchoredSampler
 from csi.data.dataset import ChunkDataset, collate
 from csi.data.sampler import MPerClassSampler
 from csi.data.specaug import SpecAugment
@@ -138,22 +139,6 @@ class Trainer:
         except ValueError as e:
             raise ConfigError(f"hparams.yaml: spec_augmentation: {e}") from None
 
-        self.loaders = []
-        for i, chunk in enumerate(cfg.chunk_frame):
-            dataset = ChunkDataset(records, int(chunk) * cfg.mean_size, mean_size=cfg.mean_size, train=True,
-                                   tempo_stretch=tuple(cfg.tempo_stretch) if cfg.tempo_stretch else None,
-                                   seed=cfg.seed + i)
-            try:
-                sampler = MPerClassSampler(labels, cfg.m_per_class, cfg.batch_size, rank=ctx.rank,
-                                           world_size=ctx.world_size, seed=cfg.seed + i, with_epoch=True)
-            except ValueError as e:
-                raise ConfigError(f"hparams.yaml: m_per_class/batch_size: {e}") from None
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                collate_fn=collate, drop_last=True, pin_memory=ctx.device.type == "cuda",
-                persistent_workers=cfg.num_workers > 0,  # the sampler passes the epoch to the items
-                generator=torch.Generator())  # keeps the global RNG for dropout
-            self.loaders.append(loader)
         self.dev_sets = {name: (read_manifest(d.query_path, required=("utt", "song", "feat", "feat_len")),
                                 read_manifest(d.ref_path, required=("utt", "song", "feat", "feat_len")), d)
                          for name, d in hp.dev_sets.items()}
@@ -169,6 +154,28 @@ class Trainer:
         self.dev_reader = FeatureReader(self.card.frontend, self.card.input_dim)
         if ctx.is_main:
             write_card(self.exp_dir, self.card)
+        alignment = self._start_fine(cfg) if cfg.fine else None
+        self.loaders = []
+        for i, chunk in enumerate(cfg.chunk_frame):
+            common = dict(mean_size=cfg.mean_size, train=True, seed=cfg.seed + i,
+                          tempo_stretch=tuple(cfg.tempo_stretch) if cfg.tempo_stretch else None)
+            if alignment is None:
+                dataset, sampler_class = ChunkDataset(records, int(chunk) * cfg.mean_size, **common), MPerClassSampler
+            else:
+                dataset = AlignedChunkDataset(records, int(chunk) * cfg.mean_size, alignment,
+                                              self.card.frontend.frames_per_s, cfg.fine.min_confidence, **common)
+                sampler_class = AnchoredSampler
+            try:
+                sampler = sampler_class(labels, cfg.m_per_class, cfg.batch_size, rank=ctx.rank,
+                                        world_size=ctx.world_size, seed=cfg.seed + i, with_epoch=True)
+            except ValueError as e:
+                raise ConfigError(f"hparams.yaml: m_per_class/batch_size: {e}") from None
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                collate_fn=collate, drop_last=True, pin_memory=ctx.device.type == "cuda",
+                persistent_workers=cfg.num_workers > 0,  # the sampler passes the epoch to the items
+                generator=torch.Generator())  # keeps the global RNG for dropout
+            self.loaders.append(loader)
         self.writer = writer
         # progress, saved in every checkpoint
         self.step = 0
@@ -178,6 +185,37 @@ class Trainer:
         self.history: list[dict] = []
         self.nan_skipped = 0
         self._nan_run = 0
+
+    def _start_fine(self, cfg):
+        """Fine training: the coarse model's weights (``fine.init_dir``) and the stage-4
+        alignment of ``train_path`` made with that very checkpoint (else an error)."""
+        from csi.align import AlignmentError, read_alignments
+        from csi.embed import read_card
+        from csi.utils import file_sha256
+
+        fine = cfg.fine
+        try:
+            init = ckpt.checkpoint_path(fine.init_dir, fine.init_checkpoint)
+        except FileNotFoundError as e:
+            raise ConfigError(f"fine.init_dir: {e}") from None
+        coarse = read_card(fine.init_dir)
+        if not coarse.frontend.same_features(self.card.frontend):
+            raise ConfigError(f"fine: the coarse model {fine.init_dir} was trained on features of front end "
+                              f"{coarse.frontend.name} {coarse.frontend.params}, train_path has "
+                              f"{self.card.frontend.name} {self.card.frontend.params}")
+        try:
+            table = read_alignments(fine.alignment_path, cfg.train_path, file_sha256(init))
+        except AlignmentError as e:
+            raise ConfigError(f"fine.alignment_path: {e}") from None
+        state = torch.load(init, map_location="cpu", weights_only=True)["generator"]
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ConfigError(f"fine: the coarse checkpoint {init} does not fit this model config "
+                              f"({' '.join(str(e).split())[:300]})") from None
+        log.info("fine training from %s with %d aligned pairs (%s), min confidence %.2f", init, len(table),
+                 fine.alignment_path, fine.min_confidence)
+        return table
 
     # ---- state -------------------------------------------------------------------------
     def state(self) -> dict:

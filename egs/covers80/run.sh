@@ -59,11 +59,24 @@ if stage_begin 3 "coarse training"; then
   stage_end
 fi
 
-stage_not_built 4 "chunk alignment"
-stage_not_built 5 "fine training"
+if stage_begin 4 "chunk alignment"; then
+  align_stage "$exp" "$data/full.txt" "$exp/align/train.jsonl"
+  stage_end
+fi
+
+if stage_begin 5 "fine training"; then
+  fine_stage "${exp}_fine" "$train_config" "$exp" "$exp/align/train.jsonl" --set "train_path=$data/full.txt" \
+    --set "covers80.query_path=$data/full.txt" --set "covers80.ref_path=$data/full.txt"
+  stage_end
+fi
+
 if stage_begin 6 "test-set evaluation"; then
   # the standard protocol: the 80 list1 recordings query the 80 list2 recordings
   eval_stage "$exp" "$data/query.txt" "$data/ref.txt" "$exp/eval_covers80"
+  if [ -d "${exp}_fine/pt_model" ]; then
+    eval_stage "${exp}_fine" "$data/query.txt" "$data/ref.txt" "${exp}_fine/eval_covers80"
+    compare_stage "${exp}_fine" "coarse=$exp/eval_covers80/metrics.json" "fine=${exp}_fine/eval_covers80/metrics.json"
+  fi
   stage_end
 fi
 log "done"

@@ -24,8 +24,12 @@ train_features=$CSI_ROOT/conf/features/test.yaml  # no offline augmentation: the
 test_features=$CSI_ROOT/conf/features/test.yaml
 train_config=""   # empty: conf/train/demo_<size>.yaml
 exp=""            # empty: $recipe/exp/demo_<size>
+align_chunk_s=15  # stage 4: chunk length and hop of the alignment (seconds)
+align_hop_s=2.5
+fine_minutes=4    # stage 5: training time from the coarse model, and its learning rate
+fine_lr=0.0005
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_minutes M] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
 
 case $size in
@@ -68,21 +72,38 @@ if stage_begin 2 "CQT features"; then
   stage_end
 fi
 
+# the dev sets of both trainings: val picks the model (early stopping, g_best); test is
+# only monitored, for the learning curve
+dev_sets=(--set "train_path=$data/train/full.txt"
+  --set "val.query_path=$data/val/full.txt" --set "val.ref_path=$data/val/full.txt"
+  --set "test.query_path=$data/test/full.txt" --set "test.ref_path=$data/test/full.txt"
+  --set "early_stopping.dev_set=val")
+
 if stage_begin 3 "coarse training"; then
-  # val picks the model (early stopping, g_best); test is only monitored, for the learning curve
-  train_stage "$exp" "$train_config" --set "train_path=$data/train/full.txt" \
-    --set "val.query_path=$data/val/full.txt" --set "val.ref_path=$data/val/full.txt" \
-    --set "test.query_path=$data/test/full.txt" --set "test.ref_path=$data/test/full.txt" \
-    --set "early_stopping.dev_set=val"
+  train_stage "$exp" "$train_config" "${dev_sets[@]}"
   stage_end
 fi
 
-stage_not_built 4 "chunk alignment"
-stage_not_built 5 "fine training"
+if stage_begin 4 "chunk alignment"; then
+  align_stage "$exp" "$data/train/full.txt" "$exp/align/train.jsonl" --chunk_s "$align_chunk_s" \
+    --hop_s "$align_hop_s" --plot_work "$(head -1 "$data/train/full.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["song"])')"
+  stage_end
+fi
+
+if stage_begin 5 "fine training"; then
+  fine_stage "${exp}_fine" "$train_config" "$exp" "$exp/align/train.jsonl" "${dev_sets[@]}" \
+    --set "max_minutes=$fine_minutes" --set "learning_rate=$fine_lr"
+  stage_end
+fi
+
 if stage_begin 6 "test-set evaluation"; then
   # all-vs-all on the held-out works and timbres: every test recording queries the others
   eval_stage "$exp" "$data/test/full.txt" "$data/test/full.txt" "$exp/eval_test" --plot
   run_tool plot_learning_curve "$exp" --references "$exp/eval_test/metrics.json" --out "$exp/learning_curve.png"
+  if [ -d "${exp}_fine/pt_model" ]; then
+    eval_stage "${exp}_fine" "$data/test/full.txt" "$data/test/full.txt" "${exp}_fine/eval_test"
+    compare_stage "${exp}_fine" "coarse=$exp/eval_test/metrics.json" "fine=${exp}_fine/eval_test/metrics.json"
+  fi
   stage_end
 fi
 log "done"

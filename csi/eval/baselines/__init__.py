@@ -21,14 +21,14 @@ the chosen settings gave MAP chroma_mean 0.35 / 0.38, 2dftm 0.27 / 0.20, mean_cq
 from csi.eval.baselines.chance import chance_metrics, expected_average_precision, random_distances
 from csi.eval.baselines.chroma import BaselineError, CqtLayout, check_chroma_input, cqt_layout, fold_chroma
 from csi.eval.baselines.evaluate import (NO_FEATURES, baseline_distances, baselines_beside_model, check_split,
-                                         evaluate_baselines,
+                                         comparison_table, evaluate_baselines,
                                          format_table, has_stored_features, metrics_entries, summary_table,
                                          table_rows, track_vectors)
 from csi.eval.baselines.systems import BASELINES, Baseline, baseline_names, get_baseline, resolve_systems
 
 __all__ = ["BASELINES", "Baseline", "BaselineError", "CqtLayout", "NO_FEATURES", "baseline_distances",
            "baselines_beside_model",
-           "baseline_names", "chance_metrics", "check_chroma_input", "check_split", "cqt_layout",
+           "baseline_names", "chance_metrics", "check_chroma_input", "check_split", "comparison_table", "cqt_layout",
            "evaluate_baselines", "expected_average_precision", "fold_chroma", "format_table",
            "get_baseline", "has_stored_features", "metrics_entries", "random_distances", "resolve_systems",
            "summary_table", "table_rows", "track_vectors"]

@@ -208,3 +208,18 @@ def summary_table(model_label: str, model_metrics: Mapping[str, Any], results: M
     for name, why in (skipped or {}).items():
         by_reason.setdefault(why, []).append(name)
     return text + "".join(f"\n{why} ({', '.join(names)})" for why, names in by_reason.items())
+
+
+def comparison_table(models: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """Several models' metrics.json side by side (one row each), then chance and the
+    baselines of the first that has them (the same test set: a mismatch is a ValueError)."""
+    sets = {(m.get("queries"), m.get("references"), m.get("query_path")) for _, m in models}
+    if len(sets) > 1:
+        raise ValueError(f"the metrics are not of one test set (queries, references, query path): {sorted(map(str, sets))}")
+    rows = [(label, m) for label, m in models]
+    for _, m in models:
+        if "chance" in m or m.get("baselines"):
+            extra = ({"chance": m["chance"]} if "chance" in m else {}) | dict(m.get("baselines", {}))
+            rows += table_rows(extra)
+            break
+    return format_table(rows)

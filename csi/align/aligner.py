@@ -1,0 +1,149 @@
+"""Align every pair of versions of every work of a manifest with a coarse model (csi.align).
+
+Recordings are embedded through the one embedding path (csi.embed) in chunks of
+``chunk_s`` every ``hop_s``, a block of works at a time (memory does not grow with the
+collection). For a pair (a, b) each chunk of a is matched to its most similar chunk of b
+and each chunk of b to its most similar chunk of a; the matched chunk start times, in
+source time (tempo copies scaled back), vote for the time map (csi.align.votes).
+
+The output is JSON lines: a header ``{"header": {...}}`` naming the manifest (path and
+SHA-256), the model (checkpoint SHA-256 and card) and the settings, then one line a pair
+``{"utt_a", "utt_b", "shift_s", "scale", "shift_frames", "confidence", "n_chunks",
+"n_chunks_b"}`` meaning ``t_b = scale * t_a + shift_s`` in seconds of the source recordings
+``utt_a`` and ``utt_b`` (``shift_frames``: the shift in feature frames).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from csi.align.pairs import representatives, tempo_of, work_pairs
+from csi.align.votes import dominant_map, tempo_scales
+
+log = logging.getLogger("csi.align")
+
+FORMAT = "csi-alignment/1"
+
+
+@dataclass(frozen=True)
+class AlignSettings:
+    chunk_s: float = 15.0             # chunk length (CoverHunter's alignment uses 15 s)
+    hop_s: float = 2.5                # between chunk starts: the resolution of the votes
+    tol_s: float = 2.0                # votes within this many seconds agree
+    max_tempo_ratio: float = 1.0      # 1: shifts only; >1 also searches tempo ratios up to this
+    max_pairs_per_work: int | None = 100
+    seed: int = 0
+    batch_size: int = 32
+    block_records: int = 256          # recordings embedded at a time
+
+    def scales(self) -> tuple[float, ...]:
+        return tempo_scales(self.max_tempo_ratio)
+
+
+@dataclass
+class AlignStats:
+    works: int = 0
+    works_single: int = 0             # skipped: one recording (tempo copies count as one)
+    works_capped: int = 0             # more pairs than max_pairs_per_work: sampled
+    pairs: int = 0
+    pairs_possible: int = 0
+    failed_records: int = 0
+
+
+def align_collection(loaded, records: Sequence[Mapping[str, Any]], settings: AlignSettings,
+                     stats: AlignStats | None = None, progress: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield one alignment dict a pair (module docstring). ``loaded``: a csi.embed.LoadedModel."""
+    from csi.embed import embed_records
+
+    stats = AlignStats() if stats is None else stats
+    card = loaded.card
+    policy = card.chunking(settings.chunk_s, settings.hop_s)
+    fps = card.frontend.frames_per_s
+    reader = loaded.reader()
+    rng = np.random.default_rng(settings.seed)
+    scales = settings.scales()
+    works = representatives(records)
+    multi = [(w, srcs) for w, srcs in works.items() if len(srcs) >= 2]
+    stats.works, stats.works_single = len(multi), len(works) - len(multi)
+    for block in _blocks(multi, settings.block_records):
+        todo = [records[i] for _, srcs in block for i in srcs.values()]
+        result = embed_records(loaded.model, todo, policy, reader, settings.batch_size, loaded.device,
+                               progress=progress)
+        stats.failed_records += len(result.failed)
+        bounds = result.bounds(len(todo))
+        at = 0
+        for work, srcs in block:
+            chunks = {}
+            for src, i in srcs.items():
+                rows = slice(bounds[at], bounds[at + 1])
+                if at not in result.failed:
+                    seconds = result.start[rows] / fps * tempo_of(records[i])      # source time
+                    chunks[src] = (result.emb[rows], seconds)
+                at += 1
+            names = list(chunks)
+            n_possible = len(names) * (len(names) - 1) // 2
+            pairs = work_pairs(len(names), settings.max_pairs_per_work, rng)
+            stats.pairs_possible += n_possible
+            stats.works_capped += len(pairs) < n_possible
+            for i, j in pairs:
+                stats.pairs += 1
+                yield align_pair(names[i], chunks[names[i]], names[j], chunks[names[j]], settings.tol_s, scales, fps)
+
+
+def align_pair(utt_a: str, a: tuple[np.ndarray, np.ndarray], utt_b: str, b: tuple[np.ndarray, np.ndarray],
+               tol_s: float, scales, fps: float) -> dict[str, Any]:
+    """Match the chunks of a and b both ways and vote (csi.align.votes.dominant_map)."""
+    (emb_a, t_a), (emb_b, t_b) = a, b
+    sim = emb_a @ emb_b.T
+    best_b, best_a = sim.argmax(axis=1), sim.argmax(axis=0)
+    found = dominant_map(np.concatenate([t_a, t_a[best_a]]), np.concatenate([t_b[best_b], t_b]), tol_s, scales)
+    return {"utt_a": utt_a, "utt_b": utt_b, "shift_s": round(found.shift_s, 3), "scale": round(found.scale, 5),
+            "shift_frames": int(round(found.shift_s * fps)), "confidence": round(found.confidence, 4),
+            "n_chunks": len(t_a), "n_chunks_b": len(t_b)}
+
+
+def _blocks(works: list, limit: int) -> Iterator[list]:
+    block, size = [], 0
+    for work, srcs in works:
+        if block and size + len(srcs) > limit:
+            yield block
+            block, size = [], 0
+        block.append((work, srcs))
+        size += len(srcs)
+    if block:
+        yield block
+
+
+def header(loaded, manifest: str | os.PathLike, settings: AlignSettings) -> dict[str, Any]:
+    """What the file was made from: checked by csi.align.table.read_alignments."""
+    from csi.utils import file_sha256
+
+    identity = loaded.identity()
+    return {"format": FORMAT, "manifest": str(Path(manifest).resolve()), "manifest_sha256": file_sha256(manifest),
+            "model_dir": identity["model_dir"], "checkpoint": identity["checkpoint"],
+            "checkpoint_sha256": identity["checkpoint_sha256"], "frontend": identity["frontend"],
+            "settings": asdict(settings)}
+
+
+def write_alignments(path: str | os.PathLike, head: dict[str, Any], lines: Iterator[dict[str, Any]]) -> int:
+    """Write the header and the pairs to ``path`` through a temporary name; returns the pair count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"header": head}) + "\n")
+            for line in lines:
+                f.write(json.dumps(line) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n

@@ -1,0 +1,105 @@
+"""Stage 4: align the versions of every work with the coarse model (CoverHunter's command line).
+
+    python3 -m tools.alignment_for_frames MODEL_DIR DATA_PATH OUT_PATH [--chunk_s 15] [--hop_s 2.5]
+        [--tol_s 2] [--max_tempo_ratio 1] [--max_pairs_per_work 100] [--seed 0] [--checkpoint C]
+        [--plot_work WORK ...] [--batch_size N] [--device D] [--no_progress]
+
+DATA_PATH: a manifest (JSON lines with utt, song and feat or wav). Every recording is
+embedded in chunks of ``--chunk_s`` every ``--hop_s`` through the model's own front end
+(csi.embed); for every pair of versions of a work, each chunk is matched to its nearest
+chunk in the other version (both ways) and the time map most matches agree on (within
+``--tol_s``) is kept: ``t_b = scale * t_a + shift_s``, scale 1 unless ``--max_tempo_ratio``
+> 1 lets it search tempo ratios. Tempo copies (``sp_<k>-<utt>``) count as their source
+recording; a work with one recording is skipped and counted; a recording shorter than a
+chunk is one padded chunk; works with more than ``--max_pairs_per_work`` pairs get that many,
+drawn with ``--seed`` (the log says how many works were capped).
+
+OUT_PATH (JSON lines): a header naming the manifest, the model and the settings, then one
+line a pair ``{"utt_a", "utt_b", "shift_s", "scale", "shift_frames", "confidence",
+"n_chunks", "n_chunks_b"}``. Also OUT_PATH.yaml (resolved settings, counts, environment)
+and, for each ``--plot_work``, ``align_<work>.png`` beside OUT_PATH. Exit status 0; 1 on
+bad input; 2 on a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from csi.cli import add_device_arg, add_progress_arg, run_tool_main, setup_logging
+
+log = logging.getLogger("csi.align")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", type=Path, help="coarse model directory (config/, pt_model/)")
+    p.add_argument("data_path", type=Path, help="manifest of the recordings to align")
+    p.add_argument("out_path", type=Path, help="alignment file (JSON lines)")
+    p.add_argument("--chunk_s", type=float, default=15.0, help="chunk length in seconds")
+    p.add_argument("--hop_s", type=float, default=2.5, help="seconds between chunk starts")
+    p.add_argument("--tol_s", type=float, default=2.0, help="votes within this many seconds agree")
+    p.add_argument("--max_tempo_ratio", type=float, default=1.0, help="search tempo ratios up to this (1: shifts only)")
+    p.add_argument("--max_pairs_per_work", type=int, default=100, help="pairs aligned per work at most (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair sampling")
+    p.add_argument("--checkpoint", help="epoch number or file name in MODEL_DIR/pt_model (default: g_best, "
+                                        "else the latest epoch)")
+    p.add_argument("--plot_work", action="append", default=[], metavar="WORK", help="draw align_<WORK>.png")
+    p.add_argument("--batch_size", type=int, default=32)
+    add_device_arg(p)
+    add_progress_arg(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.chunk_s <= 0 or args.hop_s <= 0 or args.tol_s < 0 or args.max_tempo_ratio < 1 \
+            or args.max_pairs_per_work < 0 or args.batch_size < 1:
+        parser.error("--chunk_s/--hop_s must be > 0, --tol_s >= 0, --max_tempo_ratio >= 1, --batch_size >= 1")
+    setup_logging()
+    from csi.align import AlignmentError
+    return run_tool_main("alignment_for_frames", lambda: align(args), (AlignmentError,))
+
+
+def align(args: argparse.Namespace) -> int:
+    from csi.align.aligner import AlignSettings, AlignStats, align_collection, header, write_alignments
+    from csi.align.plot import plot_work
+    from csi.embed import open_model
+    from csi.env import write_run_info
+    from csi.io.manifest import read_manifest
+
+    t0 = time.time()
+    records = read_manifest(args.data_path, required=("utt", "song"))
+    checkpoint = args.checkpoint
+    if checkpoint is None and (args.model_dir / "pt_model" / "g_best").is_file():
+        checkpoint = "g_best"
+    loaded = open_model(args.model_dir, checkpoint, args.device)
+    settings = AlignSettings(args.chunk_s, args.hop_s, args.tol_s, args.max_tempo_ratio,
+                             args.max_pairs_per_work or None, args.seed, args.batch_size)
+    stats = AlignStats()
+    n = write_alignments(args.out_path, header(loaded, args.data_path, settings),
+                         align_collection(loaded, records, settings, stats, progress=not args.no_progress))
+    seconds = time.time() - t0
+    log.info("%s: %d pairs of %d works in %.1f s (%.1f pairs/s); %d works with one recording skipped; %d works "
+             "capped at %d pairs (%d of %d possible pairs aligned); %d recordings unusable", args.out_path, n,
+             stats.works, seconds, n / max(seconds, 1e-9), stats.works_single, stats.works_capped,
+             args.max_pairs_per_work, stats.pairs, stats.pairs_possible, stats.failed_records)
+    plots = {}
+    for work in args.plot_work:
+        png = args.out_path.parent / f"align_{work}.png"
+        plots[work] = {"png": str(png), **plot_work(loaded, records, work, settings, png)}
+        log.info("wrote %s", png)
+    write_run_info(args.out_path.with_name(args.out_path.name + ".yaml"),
+                   {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                    "checkpoint": loaded.checkpoint.name, "settings": asdict(settings)},
+                   counts=asdict(stats), pairs_per_s=round(n / max(seconds, 1e-9), 2), seconds=round(seconds, 2),
+                   plots=plots)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
