@@ -7,6 +7,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from csi.align.pairs import representatives, tempo_of
+from csi.align.table import AlignmentError
+
+
+def check_plot_works(records: Sequence[Mapping[str, Any]], works: Sequence[str]) -> None:
+    """Refuse, before any work is done, a requested plot of a work with fewer than two recordings."""
+    groups = representatives(records)
+    for work in works:
+        if len(groups.get(work, {})) < 2:
+            raise AlignmentError(f"--plot_work {work!r}: {len(groups.get(work, {}))} recording(s) of that work in "
+                                 f"the manifest; a plot needs two")
 
 
 def plot_work(loaded, records: Sequence[Mapping[str, Any]], work: str, settings, path: str | Path) -> dict[str, Any]:
@@ -21,14 +31,15 @@ def plot_work(loaded, records: Sequence[Mapping[str, Any]], work: str, settings,
 
     srcs = representatives(records).get(work, {})
     if len(srcs) < 2:
-        raise ValueError(f"work {work!r}: {len(srcs)} recording(s) in the manifest; a plot needs two")
+        raise AlignmentError(f"--plot_work {work!r}: {len(srcs)} recording(s) of that work in the manifest; "
+                             f"a plot needs two")
     (name_a, i), (name_b, j) = list(srcs.items())[:2]
     policy = loaded.card.chunking(settings.chunk_s, settings.hop_s)
     fps = loaded.card.frontend.frames_per_s
     result = embed_records(loaded.model, [records[i], records[j]], policy, loaded.reader(), settings.batch_size,
                            loaded.device)
     if result.failed:
-        raise ValueError(f"work {work!r}: cannot embed {result.failed}")
+        raise AlignmentError(f"--plot_work {work!r}: cannot embed {result.failed}")
     bounds = result.bounds(2)
     emb = [result.emb[bounds[k]:bounds[k + 1]] for k in (0, 1)]
     t = [result.start[bounds[k]:bounds[k + 1]] / fps * tempo_of(records[r]) for k, r in enumerate((i, j))]

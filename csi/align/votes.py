@@ -4,7 +4,8 @@ Each match (t_a, t_b) votes for the shift ``t_b - scale * t_a`` at every candida
 (scale, shift) with the most votes within ``tol_s`` of each other wins (a mode with a
 tolerance window), its shift refined as the median of the agreeing votes, and its confidence
 is the share of agreeing votes. A zero shift is as good as any other (CoverHunter's script
-never allows it). Among equally supported scales the one nearest 1 is kept.
+never allows it). Among equally supported scales the one whose agreeing votes spread least
+(mean absolute deviation from their median) is kept, then the one nearest 1.
 """
 from __future__ import annotations
 
@@ -43,10 +44,13 @@ def dominant_map(t_a: np.ndarray, t_b: np.ndarray, tol_s: float, scales=DEFAULT_
     offsets = t_b[None, :] - scales[:, None] * t_a[None, :]                       # (scales, votes)
     agree = np.abs(offsets[:, :, None] - offsets[:, None, :]) <= tol_s             # (scales, votes, votes)
     support = agree.sum(axis=2)                                                    # (scales, votes)
-    best_per_scale = support.max(axis=1)
+    best_vote = support.argmax(axis=1)                                             # per scale
+    best_per_scale = support[np.arange(len(scales)), best_vote]
     top = best_per_scale.max()
-    candidates = np.flatnonzero(best_per_scale == top)
-    s = int(candidates[np.argmin(np.abs(np.log(scales[candidates])))])
-    k = int(np.argmax(support[s]))
-    shift = float(np.median(offsets[s][agree[s, k]]))
-    return TimeMap(float(scales[s]), shift, float(top) / len(t_a), len(t_a))
+    spread = []
+    for s in np.flatnonzero(best_per_scale == top):
+        kept = offsets[s][agree[s, best_vote[s]]]
+        spread.append((float(np.mean(np.abs(kept - np.median(kept)))), abs(float(np.log(scales[s]))), int(s)))
+    _, _, s = min(spread)
+    kept = offsets[s][agree[s, best_vote[s]]]
+    return TimeMap(float(scales[s]), float(np.median(kept)), float(top) / len(t_a), len(t_a))
