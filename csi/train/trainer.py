@@ -318,6 +318,12 @@ class Trainer:
                  self.nan_skipped)
         self._scalars({"epoch/samples_per_s": summary["samples_per_s"], "epoch/replaced_samples": replaced},
                       step=self.epoch)
+        if cfg.fine and cfg.num_workers == 0:   # (counted where the items are made)
+            aligned = sum(loader.dataset.aligned for loader in self.loaders)
+            fallback = sum(loader.dataset.fallback for loader in self.loaders)
+            summary.update(aligned_items=aligned, fallback_items=fallback)
+            log.info("fine: %d positives cut at aligned positions, %d at random ones (no confident alignment) "
+                     "so far", aligned, fallback)
         return summary
 
     def _step(self, batch) -> dict[str, float] | None:
