@@ -137,7 +137,7 @@ def test_manifests_are_valid(run_a):
         assert 5.0 < rec["dur_s"] <= MAX_DUR
         for key in ("split", "pool", "title", "kind", "source", "transpose", "key", "tempo_bpm", "ensemble",
                     "programs", "lead_octave", "doubling", "structure", "phrases", "effects", "gain_db", "noise",
-                    "snr_db"):
+                    "snr_db", "quarter_bpm", "layout"):
             assert key in rec
     meta = yaml.safe_load((run_a / "make_synth_covers.yaml").read_text())
     assert "music21" in meta["environment"]["packages"]
@@ -197,8 +197,8 @@ def test_versions_share_the_melody(run_a, cache):
         versions = synth.arrange_work(spec, cfg)
         for ver in versions:
             rec = records[f"{spec.work_id}-{ver.version_id}"]
-            planned = (ver.source, ver.info["transpose"], ver.info["phrases"], ver.info["programs"])
-            assert planned == (rec["source"], rec["transpose"], rec["phrases"], rec["programs"])
+            planned = (ver.source, ver.info["transpose"], ver.info["phrases"], ver.info["programs"], ver.info["layout"])
+            assert planned == (rec["source"], rec["transpose"], rec["phrases"], rec["programs"], rec["layout"])
             got, want = _lead(ver.performance), _expected_lead(rec)
             assert len(got) >= 8 and got == want[:len(got)]  # the tail may be cut at --max_dur_s
         # different member scores of a work are variants of one tune (key-invariant)

@@ -400,6 +400,12 @@ def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, ch
         "plays": plays,
         "phrases": " ".join(str(i) for i in order),
         "n_phrases": len(phrases),
+        # where the audio plays which part of the score (csi.demo.truth): a quarter lasts
+        # 60 / quarter_bpm s (tempo_bpm counts beats of beat_quarters), from the first sample
+        # on (no lead-in); the phrases of `phrases` are laid out back to back, each the
+        # [start, end] quarters of the source score, the audio stopping after dur_s
+        "quarter_bpm": bpm,
+        "layout": [[round(a, 6), round(b, 6)] for a, b in (phrases[i] for i in order)],
         "levels_db": [levels[c] for c in channels],
     }
     return perf, info
