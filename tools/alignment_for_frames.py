@@ -1,13 +1,14 @@
 """Stage 4: align the versions of every work with the coarse model (CoverHunter's command line).
 
-    python3 -m tools.alignment_for_frames MODEL_DIR DATA_PATH OUT_PATH [--chunk_s 15] [--hop_s 2.5]
-        [--tol_s 2] [--max_tempo_ratio 1] [--max_pairs_per_work 100] [--seed 0] [--checkpoint C]
+    python3 -m tools.alignment_for_frames MODEL_DIR DATA_PATH OUT_PATH [--chunk_s 15] [--hop_s 1.25]
+        [--match csls|nearest] [--tol_s 2] [--max_tempo_ratio 1] [--max_pairs_per_work 100] [--seed 0] [--checkpoint C]
         [--plot_work WORK ...] [--batch_size N] [--device D] [--no_progress]
 
 DATA_PATH: a manifest (JSON lines with utt, song and feat or wav). Every recording is
 embedded in chunks of ``--chunk_s`` every ``--hop_s`` through the model's own front end
 (csi.embed); for every pair of versions of a work, each chunk is matched to its nearest
-chunk in the other version (both ways) and the time map most matches agree on (within
+chunk in the other version (both ways; ``--match csls`` corrects the cosine for chunks close
+to everything) and the time map most matches agree on (within
 ``--tol_s``) is kept: ``t_b = scale * t_a + shift_s``, scale 1 unless ``--max_tempo_ratio``
 > 1 lets it search tempo ratios. Tempo copies (``sp_<k>-<utt>``) count as their source
 recording; a work with one recording is skipped and counted; a recording shorter than a
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_path", type=Path, help="manifest of the recordings to align")
     p.add_argument("out_path", type=Path, help="alignment file (JSON lines)")
     p.add_argument("--chunk_s", type=float, default=15.0, help="chunk length in seconds")
-    p.add_argument("--hop_s", type=float, default=2.5, help="seconds between chunk starts")
+    p.add_argument("--hop_s", type=float, default=1.25, help="seconds between chunk starts")
+    p.add_argument("--match", choices=("csls", "nearest"), default="csls",
+                   help="chunk similarity: hubness-corrected (csls) or plain cosine (nearest)")
     p.add_argument("--tol_s", type=float, default=2.0, help="votes within this many seconds agree")
     p.add_argument("--max_tempo_ratio", type=float, default=1.0, help="search tempo ratios up to this (1: shifts only)")
     p.add_argument("--max_pairs_per_work", type=int, default=100, help="pairs aligned per work at most (0: all)")
@@ -79,7 +82,7 @@ def align(args: argparse.Namespace) -> int:
     if checkpoint is None and (args.model_dir / "pt_model" / "g_best").is_file():
         checkpoint = "g_best"
     loaded = open_model(args.model_dir, checkpoint, args.device)
-    settings = AlignSettings(args.chunk_s, args.hop_s, args.tol_s, args.max_tempo_ratio,
+    settings = AlignSettings(args.chunk_s, args.hop_s, args.match, args.tol_s, args.max_tempo_ratio,
                              args.max_pairs_per_work or None, args.seed, args.batch_size)
     stats = AlignStats()
     n = write_alignments(args.out_path, header(loaded, args.data_path, settings),

@@ -3,7 +3,8 @@
 Recordings are embedded through the one embedding path (csi.embed) in chunks of
 ``chunk_s`` every ``hop_s``, a block of works at a time (memory does not grow with the
 collection). For a pair (a, b) each chunk of a is matched to its most similar chunk of b
-and each chunk of b to its most similar chunk of a; the matched chunk start times, in
+and each chunk of b to its most similar chunk of a (similarity: cosine corrected for hubs,
+``chunk_similarity``); the matched chunk start times, in
 source time (tempo copies scaled back), vote for the time map (csi.align.votes).
 
 The output is JSON lines: a header ``{"header": {...}}`` naming the manifest (path and
@@ -29,18 +30,25 @@ from csi.align.votes import dominant_map, tempo_scales
 log = logging.getLogger("csi.align")
 
 FORMAT = "csi-alignment/1"
+MATCHES = ("csls", "nearest")
+CSLS_NEIGHBOURS = 3
 
 
 @dataclass(frozen=True)
 class AlignSettings:
     chunk_s: float = 15.0             # chunk length (CoverHunter's alignment uses 15 s)
-    hop_s: float = 2.5                # between chunk starts: the resolution of the votes
+    hop_s: float = 1.25               # between chunk starts: the resolution of the votes
+    match: str = "csls"               # "csls" (hubness-corrected) or "nearest" (plain cosine)
     tol_s: float = 2.0                # votes within this many seconds agree
     max_tempo_ratio: float = 1.0      # 1: shifts only; >1 also searches tempo ratios up to this
     max_pairs_per_work: int | None = 100
     seed: int = 0
     batch_size: int = 32
     block_records: int = 256          # recordings embedded at a time
+
+    def __post_init__(self) -> None:
+        if self.match not in MATCHES:
+            raise ValueError(f"match must be one of {', '.join(MATCHES)}, got {self.match!r}")
 
     def scales(self) -> tuple[float, ...]:
         return tempo_scales(self.max_tempo_ratio)
@@ -93,14 +101,29 @@ def align_collection(loaded, records: Sequence[Mapping[str, Any]], settings: Ali
             stats.works_capped += len(pairs) < n_possible
             for i, j in pairs:
                 stats.pairs += 1
-                yield align_pair(names[i], chunks[names[i]], names[j], chunks[names[j]], settings.tol_s, scales, fps)
+                yield align_pair(names[i], chunks[names[i]], names[j], chunks[names[j]], settings.tol_s, scales, fps,
+                                 settings.match)
+
+
+def chunk_similarity(emb_a: np.ndarray, emb_b: np.ndarray, match: str = "csls") -> np.ndarray:
+    """(chunks of a, chunks of b) similarities: cosine, or with ``csls`` the cross-domain
+    similarity local scaling of Conneau et al. 2018 ("Word Translation Without Parallel
+    Data", eq. 6): ``2 cos(x, y) - r_b(x) - r_a(y)``, r the mean cosine to the k nearest
+    chunks of the other recording, so a chunk close to everything (a hub: silence, a held
+    chord) no longer wins every match."""
+    sim = emb_a @ emb_b.T
+    if match == "nearest":
+        return sim
+    r_a = np.sort(sim, axis=1)[:, -min(CSLS_NEIGHBOURS, sim.shape[1]):].mean(axis=1)
+    r_b = np.sort(sim, axis=0)[-min(CSLS_NEIGHBOURS, sim.shape[0]):].mean(axis=0)
+    return 2 * sim - r_a[:, None] - r_b[None, :]
 
 
 def align_pair(utt_a: str, a: tuple[np.ndarray, np.ndarray], utt_b: str, b: tuple[np.ndarray, np.ndarray],
-               tol_s: float, scales, fps: float) -> dict[str, Any]:
+               tol_s: float, scales, fps: float, match: str = "csls") -> dict[str, Any]:
     """Match the chunks of a and b both ways and vote (csi.align.votes.dominant_map)."""
     (emb_a, t_a), (emb_b, t_b) = a, b
-    sim = emb_a @ emb_b.T
+    sim = chunk_similarity(emb_a, emb_b, match)
     best_b, best_a = sim.argmax(axis=1), sim.argmax(axis=0)
     found = dominant_map(np.concatenate([t_a, t_a[best_a]]), np.concatenate([t_b[best_b], t_b]), tol_s, scales)
     return {"utt_a": utt_a, "utt_b": utt_b, "shift_s": round(found.shift_s, 3), "scale": round(found.scale, 5),

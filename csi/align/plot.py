@@ -43,7 +43,8 @@ def plot_work(loaded, records: Sequence[Mapping[str, Any]], work: str, settings,
     bounds = result.bounds(2)
     emb = [result.emb[bounds[k]:bounds[k + 1]] for k in (0, 1)]
     t = [result.start[bounds[k]:bounds[k + 1]] / fps * tempo_of(records[r]) for k, r in enumerate((i, j))]
-    found = align_pair(name_a, (emb[0], t[0]), name_b, (emb[1], t[1]), settings.tol_s, settings.scales(), fps)
+    found = align_pair(name_a, (emb[0], t[0]), name_b, (emb[1], t[1]), settings.tol_s, settings.scales(), fps,
+                       settings.match)
     dist = 1.0 - emb[0] @ emb[1].T
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.pcolormesh(t[1], t[0], dist, shading="nearest", cmap="magma")

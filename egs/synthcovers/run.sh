@@ -25,7 +25,7 @@ test_features=$CSI_ROOT/conf/features/test.yaml
 train_config=""   # empty: conf/train/demo_<size>.yaml
 exp=""            # empty: $recipe/exp/demo_<size>
 align_chunk_s=15  # stage 4: chunk length and hop of the alignment (seconds)
-align_hop_s=2.5
+align_hop_s=1.25
 fine_minutes=4    # stage 5: training time from the coarse model, and its learning rate
 fine_lr=0.0005
 
