@@ -143,3 +143,26 @@ def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((exp / "eval_covers80" / "metrics.json").read_text())
     assert metrics["queries"] == 3 and metrics["references"] == 3 and "test-set metrics" in r.stderr
+
+
+def test_stages_3_to_6_with_a_tiny_model_align_fine_tune_and_compare(tmp_path):
+    import json
+
+    import yaml
+
+    make_tree(tmp_path / "c80", base_s=4)
+    conf = yaml.safe_load((REPO / "conf" / "train" / "coverhunter.yaml").read_text())
+    conf.pop("chunk_s")
+    conf.update(chunk_frame=[25], mean_size=2, m_per_class=2, batch_size=4, max_steps=3, max_epochs=1,
+                num_workers=0, encoder={"output_dims": 32, "num_blocks": 1, "attention_dim": 32, "num_heads": 2},
+                embed_dim=32)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
+    common = ["--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"),
+              "--train_config", str(tmp_path / "tiny.yaml")]
+    r = run_bash([RUN, "--stage", "1", *common], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    head = json.loads((tmp_path / "exp" / "align" / "train.jsonl").read_text().splitlines()[0])["header"]
+    assert head["checkpoint"] == "g_best" or head["checkpoint"].startswith("g_0")
+    assert (tmp_path / "exp_fine" / "pt_model").is_dir()
+    comparison = (tmp_path / "exp_fine" / "comparison.txt").read_text().splitlines()
+    assert comparison[1].startswith("coarse") and comparison[2].startswith("fine")

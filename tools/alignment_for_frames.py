@@ -18,7 +18,8 @@ drawn with ``--seed`` (the log says how many works were capped).
 OUT_PATH (JSON lines): a header naming the manifest, the model and the settings, then one
 line a pair ``{"utt_a", "utt_b", "shift_s", "scale", "shift_frames", "confidence",
 "n_chunks", "n_chunks_b"}``. Also OUT_PATH.yaml (resolved settings, counts, environment)
-and, for each ``--plot_work``, ``align_<work>.png`` beside OUT_PATH. Exit status 0; 1 on
+and, for each ``--plot_work``, ``align_<work>.png`` beside OUT_PATH (with the true positions
+when the records carry the demo corpus's ``layout``). Exit status 0; 1 on
 bad input; 2 on a usage error.
 """
 from __future__ import annotations
@@ -93,9 +94,12 @@ def align(args: argparse.Namespace) -> int:
              stats.works, seconds, n / max(seconds, 1e-9), stats.works_single, stats.works_capped,
              args.max_pairs_per_work, stats.pairs, stats.pairs_possible, stats.failed_records)
     plots = {}
+    truth = None
+    if all("layout" in r for r in records):   # the demo corpus knows where each version plays what
+        from csi.demo.truth import time_map as truth
     for work in args.plot_work:
         png = args.out_path.parent / f"align_{work}.png"
-        plots[work] = {"png": str(png), **plot_work(loaded, records, work, settings, png)}
+        plots[work] = {"png": str(png), **plot_work(loaded, records, work, settings, png, truth)}
         log.info("wrote %s", png)
     write_run_info(args.out_path.with_name(args.out_path.name + ".yaml"),
                    {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

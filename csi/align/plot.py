@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,14 +19,17 @@ def check_plot_works(records: Sequence[Mapping[str, Any]], works: Sequence[str])
                                  f"the manifest; a plot needs two")
 
 
-def plot_work(loaded, records: Sequence[Mapping[str, Any]], work: str, settings, path: str | Path) -> dict[str, Any]:
+def plot_work(loaded, records: Sequence[Mapping[str, Any]], work: str, settings, path: str | Path,
+              truth: Callable[[Mapping, Mapping, float], list[float]] | None = None) -> dict[str, Any]:
     """Align the first two recordings of ``work`` and draw their chunk distances (cosine,
-    dark = close), each chunk's best match and the found ``t_b = scale * t_a + shift``."""
+    dark = close), each chunk's best match (the similarity the alignment uses) and the found
+    ``t_b = scale * t_a + shift``; with ``truth(rec_a, rec_b, t_a) -> [t_b, ...]`` (e.g. the
+    demo corpus's csi.demo.truth.time_map) also the true positions."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from csi.align.aligner import align_pair
+    from csi.align.aligner import align_pair, chunk_similarity
     from csi.embed import embed_records
 
     srcs = representatives(records).get(work, {})
@@ -48,7 +51,15 @@ def plot_work(loaded, records: Sequence[Mapping[str, Any]], work: str, settings,
     dist = 1.0 - emb[0] @ emb[1].T
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.pcolormesh(t[1], t[0], dist, shading="nearest", cmap="magma")
-    ax.plot(t[1][dist.argmin(axis=1)], t[0], "c.", markersize=5, label="best match of each chunk of a")
+    best = chunk_similarity(emb[0], emb[1], settings.match).argmax(axis=1)
+    ax.plot(t[1][best], t[0], "c.", markersize=5, label=f"best match of each chunk of a ({settings.match})")
+    if truth is not None:
+        try:
+            true_pts = [(t_b, t_a) for t_a in t[0] for t_b in truth(records[i], records[j], float(t_a))]
+        except ValueError:      # no known correspondence for this pair
+            true_pts = []
+        if true_pts:
+            ax.plot(*zip(*true_pts), "g+", markersize=6, label="true position")
     line_a = np.array([t[0].min(), t[0].max()])
     ax.plot(found["scale"] * line_a + found["shift_s"], line_a, "w--", linewidth=1.5,
             label=f"t_b = {found['scale']:g}·t_a {found['shift_s']:+.1f} s (confidence {found['confidence']:.2f})")
