@@ -8,7 +8,8 @@
 
 Modules: ``params`` (index types and the size rules), ``store`` (``ChunkIndex``: build,
 add, search, save/load), ``aggregate`` (chunk hits → recordings → works), ``identity``
-(which model made an index; refusing another), ``embed`` (chunk embeddings of features).
+(which model made an index; refusing another; opening it), ``build`` (build or extend an
+index from a manifest through the one embedding path, csi.embed).
 """
 from csi.index.aggregate import Ranking, RecordingMatch, WorkMatch, aggregate
 from csi.index.identity import ModelMismatchError, check_model, checkpoint_path, model_identity
