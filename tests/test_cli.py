@@ -25,6 +25,7 @@ from tests.helpers import REPO
 # name -> (argv whose input does not exist, shows a progress bar); None: the tool reads no input file
 TOOLS = {
     "download": (["file:///nonexistent/csi/x.tgz", "x.tgz"], True),
+    "download_youtube": (["missing_list.tsv", "--out_dir", "out"], True),
     "check_leakage": (["missing_a.txt", "missing_b.txt"], False),
     "extract_csi_features": (["missing_data_dir"], True),
     "average_checkpoints": (["missing_exp", "--last", "1"], False),
