@@ -274,3 +274,90 @@ run_tool() {
   local name=$1; shift
   PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m "tools.$name" "$@"
 }
+
+# ---- recipes on published splits of downloaded audio (egs/shs100k, egs/discogs_vi) --------
+
+# `metadata_dir DIR MARK OPTION [URL ARCHIVE]` prints the directory at or under DIR (depth ≤ 3)
+# holding the file MARK. When there is none and URL is given, the tar archive URL is
+# downloaded to ARCHIVE (through ARCHIVE.part) and unpacked into DIR (through a temporary
+# directory) first. Dies naming the path, URL and OPTION when the metadata cannot be had.
+# Use as `meta=$(metadata_dir ...)` (strict mode stops the recipe when it fails).
+metadata_dir() {
+  local dir=$1 mark=$2 option=$3 url=${4:-} archive=${5:-} found
+  found=$(_dir_holding "$dir" "$mark")
+  if [ -z "$found" ] && [ -n "$url" ]; then
+    log "no $mark under $dir: downloading $url"
+    run_tool download "$url" "$archive" --out_dir "$dir" --no_progress >&2 \
+      || die "could not download $url to $archive (offline?): fetch the metadata by hand and pass $option DIR (the directory holding $mark)"
+    found=$(_dir_holding "$dir" "$mark")
+    [ -n "$found" ] || die "$url unpacked into $dir holds no $mark; pass $option DIR (the directory holding $mark)"
+  fi
+  [ -n "$found" ] || die "no $mark at or under $dir: pass $option DIR (the directory holding $mark)${url:+ or let stage 0 download $url}"
+  echo "$found"
+}
+
+_dir_holding() {
+  [ -d "$1" ] || return 0
+  find "$1" -maxdepth 3 -type f -name "$2" 2>/dev/null | sort | head -1 | xargs -r dirname
+}
+
+# Stage 0 audio: `youtube_audio_stage URL_LIST AUDIO_DIR JOBS RATE_LIMIT_S` downloads every
+# `id<TAB>url` of URL_LIST through tools.download_youtube (resumable: finished files are kept)
+# and logs how many are unavailable (AUDIO_DIR/missing.txt).
+youtube_audio_stage() {
+  local list=$1 audio=$2 jobs=$3 rate=$4
+  run_tool download_youtube "$list" --out_dir "$audio" --jobs "$jobs" --rate_limit_s "$rate"
+  log "$(wc -l < "$audio/missing.txt") of $(wc -l < "$list") recordings unavailable ($audio/missing.txt)"
+}
+
+# Log a coverage table (csi.io.coverage) line by line: `log_coverage FILE`.
+log_coverage() {
+  local line
+  log "coverage ($1):"
+  while IFS= read -r line; do log "  $line"; done < "$1"
+}
+
+# Stages 2-6 of a recipe with train/val/test manifests under DATA (stage 1's output):
+# `split_stages DATA EXP TRAIN_CONFIG TRAIN_FEATURES TEST_FEATURES NJ [COVERS80_DATA]`.
+# Features of each split (train with TRAIN_FEATURES), coarse training on train with val as
+# dev set (early stopping), alignment of the training works, fine training into EXP_fine,
+# and the test split all-vs-all for both models side by side; with COVERS80_DATA (the data
+# directory of egs/covers80 stage 1), also the covers80 protocol (list1 against list2).
+split_stages() {
+  local data=$1 exp=$2 conf=$3 train_features=$4 test_features=$5 nj=$6 covers80=${7:-} model
+  local dev_sets=(--set "train_path=$data/train/full.txt"
+    --set "val.query_path=$data/val/full.txt" --set "val.ref_path=$data/val/full.txt"
+    --set "early_stopping.dev_set=val")
+  if stage_begin 2 "CQT features"; then
+    features_stage "$data/train" "$train_features" "$nj"
+    features_stage "$data/val" "$test_features" "$nj"
+    features_stage "$data/test" "$test_features" "$nj"
+    run_tool check_leakage "$data/train/full.txt" "$data/val/full.txt" "$data/test/full.txt"
+    stage_end
+  fi
+  if stage_begin 3 "coarse training"; then
+    train_stage "$exp" "$conf" "${dev_sets[@]}"
+    stage_end
+  fi
+  if stage_begin 4 "chunk alignment"; then
+    align_stage "$exp" "$data/train/full.txt" "$exp/align/train.jsonl"
+    stage_end
+  fi
+  if stage_begin 5 "fine training"; then
+    fine_stage "${exp}_fine" "$conf" "$exp" "$exp/align/train.jsonl" "${dev_sets[@]}"
+    stage_end
+  fi
+  if stage_begin 6 "test-set evaluation"; then
+    [ -z "$covers80" ] || [ -s "$covers80/query.txt" ] \
+      || die "$covers80/query.txt is missing: run egs/covers80/run.sh --stop_stage 1 --data $covers80 first"
+    for model in "$exp" "${exp}_fine"; do
+      [ "$model" = "$exp" ] || [ -d "$model/pt_model" ] || continue
+      eval_stage "$model" "$data/test/full.txt" "$data/test/full.txt" "$model/eval_test"
+      [ -z "$covers80" ] || eval_stage "$model" "$covers80/query.txt" "$covers80/ref.txt" "$model/eval_covers80"
+    done
+    if [ -d "${exp}_fine/pt_model" ]; then
+      compare_stage "${exp}_fine" "coarse=$exp/eval_test/metrics.json" "fine=${exp}_fine/eval_test/metrics.json"
+    fi
+    stage_end
+  fi
+}

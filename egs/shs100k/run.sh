@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# SHS100K recipe (SHS100K2 splits, Yu et al. 2019; the CoverHunter paper's training set).
+#   bash egs/shs100k/run.sh --shs_dir DIR --audio_dir DIR                 # metadata and audio you have
+#   bash egs/shs100k/run.sh --download_audio true                          # metadata and audio downloaded
+#   bash egs/shs100k/run.sh --stage 6 --covers80_data egs/covers80/data/covers80   # + covers80 with this model
+recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$recipe/../../utils/lib.sh"
+
+stage=0
+stop_stage=6
+shs_dir=""          # directory holding SHS100K-TRAIN/-VAL/-TEST and list; empty: download into $download_dir/shs100k
+shs_url=https://github.com/NovaFrost/SHS100K2/archive/refs/heads/master.tar.gz
+download_dir=$recipe/downloads
+audio_dir=""        # <set_id>_<ver_id>.<ext> files; empty: $download_dir/audio
+download_audio=false  # stage 0: fetch the audio from YouTube (tools.download_youtube; pip install yt-dlp)
+jobs=4              # parallel downloads (at most 10)
+rate_limit_s=2      # seconds between the starts of two downloads
+data=$recipe/data/shs100k
+nj=2
+train_features=$CSI_ROOT/conf/features/train.yaml
+test_features=$CSI_ROOT/conf/features/test.yaml
+train_config=$CSI_ROOT/conf/train/coverhunter.yaml
+exp=$recipe/exp/coverhunter
+covers80_data=""    # egs/covers80 stage-1 data directory: stage 6 also evaluates covers80
+
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--shs_dir DIR] [--shs_url URL] [--audio_dir DIR] [--download_audio true|false] [--jobs N] [--rate_limit_s S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--covers80_data DIR] [--nproc_per_node N] [--config FILE]"
+. "$CSI_ROOT/utils/parse_options.sh"
+
+[ -n "$audio_dir" ] || audio_dir=$download_dir/audio
+case $download_audio in true|false) ;; *) die "--download_audio must be true or false, got '$download_audio'" ;; esac
+csi_activate
+meta_args=(SHS100K-TRAIN --shs_dir)
+[ -n "$shs_dir" ] || { shs_dir=$download_dir/shs100k; meta_args+=("$shs_url" "$download_dir/shs100k.tar.gz"); }
+
+if stage_begin 0 "SHS100K metadata (and audio with --download_audio true)"; then
+  meta=$(metadata_dir "$shs_dir" "${meta_args[@]}")
+  log "SHS100K metadata: $meta"
+  if [ "$download_audio" = true ]; then
+    python3 "$recipe/local/prepare_shs100k.py" urls "$meta" "$download_dir/urls.tsv"
+    youtube_audio_stage "$download_dir/urls.tsv" "$audio_dir" "$jobs" "$rate_limit_s"
+  fi
+  stage_end
+fi
+
+if stage_begin 1 "JSONL manifests of the audio present, coverage of each split"; then
+  meta=$(metadata_dir "$shs_dir" SHS100K-TRAIN --shs_dir)
+  signature="$meta $(cd "$meta" && cat SHS100K-TRAIN SHS100K-VAL SHS100K-TEST | cksum) $(cd "$(dirname "$audio_dir")" 2>/dev/null && pwd)/$(basename "$audio_dir") $(ls "$audio_dir" 2>/dev/null | cksum)"
+  if ! already_done "$data/.stage1.done" "$signature"; then
+    python3 "$recipe/local/prepare_shs100k.py" manifests "$meta" "$audio_dir" "$data" --no_progress \
+      || die "stage 1 kept no recording of a split (coverage above, $data/coverage.txt)"
+    mark_done "$data/.stage1.done" "$signature"
+  fi
+  log_coverage "$data/coverage.txt"
+  stage_end
+fi
+
+split_stages "$data" "$exp" "$train_config" "$train_features" "$test_features" "$nj" "$covers80_data"
+log "done"
