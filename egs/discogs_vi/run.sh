@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Discogs-VI-YT recipe (Araz et al. 2024: version cliques from Discogs, audio from YouTube).
+#   bash egs/discogs_vi/run.sh --discogs_dir DIR --audio_dir DIR       # metadata and audio you have
+#   bash egs/discogs_vi/run.sh --discogs_dir DIR --download_audio true  # audio downloaded (pip install yt-dlp)
+#   bash egs/discogs_vi/run.sh --stage 6 --covers80_data egs/covers80/data/covers80
+recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$recipe/../../utils/lib.sh"
+
+stage=0
+stop_stage=6
+discogs_dir=""      # directory holding $discogs_name.{train,val,test}; empty: $download_dir/discogs_vi
+discogs_url=""      # a tar archive of the metadata, downloaded when discogs_dir is empty
+discogs_name=Discogs-VI-YT-20240701-light.json
+download_dir=$recipe/downloads
+audio_dir=""        # <youtube_id>.<ext> files; empty: $download_dir/audio
+download_audio=false  # stage 0: fetch the audio from YouTube (tools.download_youtube; pip install yt-dlp)
+jobs=4              # parallel downloads (at most 10)
+rate_limit_s=2      # seconds between the starts of two downloads
+data=$recipe/data/discogs_vi
+nj=2
+train_features=$CSI_ROOT/conf/features/train.yaml
+test_features=$CSI_ROOT/conf/features/test.yaml
+train_config=$CSI_ROOT/conf/train/coverhunter.yaml
+exp=$recipe/exp/coverhunter
+covers80_data=""    # egs/covers80 stage-1 data directory: stage 6 also evaluates covers80
+
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--discogs_dir DIR] [--discogs_url URL] [--discogs_name NAME] [--audio_dir DIR] [--download_audio true|false] [--jobs N] [--rate_limit_s S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--covers80_data DIR] [--nproc_per_node N] [--config FILE]"
+. "$CSI_ROOT/utils/parse_options.sh"
+
+[ -n "$audio_dir" ] || audio_dir=$download_dir/audio
+case $download_audio in true|false) ;; *) die "--download_audio must be true or false, got '$download_audio'" ;; esac
+csi_activate
+meta_args=("$discogs_name.train" --discogs_dir)
+[ -n "$discogs_dir" ] || { discogs_dir=$download_dir/discogs_vi; [ -z "$discogs_url" ] || meta_args+=("$discogs_url" "$download_dir/discogs_vi.tar.gz"); }
+prepare=(python3 "$recipe/local/prepare_discogs_vi.py")
+
+if stage_begin 0 "Discogs-VI-YT metadata (and audio with --download_audio true)"; then
+  meta=$(metadata_dir "$discogs_dir" "${meta_args[@]}")
+  log "Discogs-VI-YT metadata: $meta"
+  if [ "$download_audio" = true ]; then
+    "${prepare[@]}" urls "$meta" "$download_dir/urls.tsv" --name "$discogs_name"
+    youtube_audio_stage "$download_dir/urls.tsv" "$audio_dir" "$jobs" "$rate_limit_s"
+  fi
+  stage_end
+fi
+
+if stage_begin 1 "JSONL manifests of the audio present, coverage of each split"; then
+  meta=$(metadata_dir "$discogs_dir" "$discogs_name.train" --discogs_dir)
+  signature="$meta $(cd "$meta" && cat "$discogs_name".{train,val,test} 2>/dev/null | cksum || true) $(cd "$(dirname "$audio_dir")" 2>/dev/null && pwd)/$(basename "$audio_dir") $(ls "$audio_dir" 2>/dev/null | cksum)"
+  if ! already_done "$data/.stage1.done" "$signature"; then
+    "${prepare[@]}" manifests "$meta" "$audio_dir" "$data" --name "$discogs_name" --no_progress \
+      || die "stage 1 kept no recording of a split (coverage above, $data/coverage.txt)"
+    mark_done "$data/.stage1.done" "$signature"
+  fi
+  log_coverage "$data/coverage.txt"
+  stage_end
+fi
+
+split_stages "$data" "$exp" "$train_config" "$train_features" "$test_features" "$nj" "$covers80_data"
+log "done"
