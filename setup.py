@@ -23,6 +23,7 @@ setup(
         "faiss-cpu",
         "tqdm",
         "matplotlib",  # evaluation plots (distance histograms, embedding maps)
+        "h5py",  # features shipped as HDF5 (Da-TACOS, csi.io.h5features)
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout"],

@@ -95,6 +95,7 @@ class TrainConfig:
     adam_b1: float = 0.8
     adam_b2: float = 0.99
     weight_decay: float = 0.01
+    optimizer: Optional[dict] = None          # {name: adamw|adam, lookahead: {k, alpha}} (csi.train.optim); default AdamW
     lr_decay: float = 0.9975
     lr_decay_every_steps: int = 1000           # the reference decays every 1000 steps
     min_lr: float = 0.0001

@@ -27,6 +27,7 @@ from csi.embed.frontend import COVERHUNTER_CQT, FrontEnd, resolve_frontend, stor
 from csi.eval.dev_map import evaluate_map
 from csi.io.manifest import read_manifest
 from csi.models import build_model
+from csi.train.optim import build_optimizer
 from csi.registry import ConfigError
 from csi.train import checkpoint as ckpt
 from csi.train.config import Hparams
@@ -130,8 +131,8 @@ class Trainer:
             self.loss_module = torch.nn.parallel.DistributedDataParallel(
                 self.loss_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
-                                           betas=(cfg.adam_b1, cfg.adam_b2), weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer, cfg.learning_rate,
+                                         (cfg.adam_b1, cfg.adam_b2), cfg.weight_decay)
         self.use_amp = cfg.amp and ctx.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         try:

@@ -1,0 +1,115 @@
+"""Da-TACOS (Yesiler et al., ISMIR 2019): metadata and HDF5 trees → manifests and the protocol.
+
+Subsets: ``benchmark`` (15,000 performances: 1,000 works × 13 and 2,000 works of a single
+performance, the noise) and ``coveranalysis`` (10,000: 5,000 works × 2, for training). A
+subset's metadata is ``{W_id: {P_id: {work_title, work_artist, perf_title, perf_artist,
+release_year, work_id, perf_id, instrumental, ...}}}``; its features are one HDF5 file per
+performance, ``<tree>/W_<work>/P_<perf>.h5`` (the "single files" bundles, every feature in one
+file) or ``<tree>/W_<work>/P_<perf>_<feature>.h5`` (the per-feature archives).
+
+Manifest record (one per performance of the metadata): ``utt`` = P_id,
+``song`` = W_id, ``version`` = P_id, ``h5`` (the file, when found), ``wav`` (with an audio
+directory of ``<P_id>.<ext>`` files), ``noise`` (the work has a single performance), and the
+metadata fields. Protocol of the benchmark (as acoss evaluates it): every performance of a
+multi-version work is a query (13,000), every performance a reference (15,000, noise
+included); a query's own entry is never ranked and a work with fewer than two members is
+never queried (csi.eval.metrics).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from csi.io.manifest import Record, write_manifest
+
+SUBSETS = ("benchmark", "coveranalysis")
+METADATA_FILES = {s: f"da-tacos_{s}_subset_metadata.json" for s in SUBSETS}
+AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+_PERF_FILE = re.compile(r"^(P_[^_/.]+)(?:_([A-Za-z0-9_]+))?\.h5$")
+
+
+class DatacosError(ValueError):
+    """Metadata or a tree that does not look like Da-TACOS."""
+
+
+def load_metadata(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatacosError(f"metadata file not found: {path}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DatacosError(f"{path}: not JSON ({e})") from None
+    if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
+        raise DatacosError(f"{path}: expected {{W_id: {{P_id: {{...}}}}}}")
+    return meta
+
+
+def index_h5(tree: str | os.PathLike, feature: str | None = None) -> dict[str, Path]:
+    """P_id → HDF5 file under ``tree`` (any depth). ``P_<id>.h5`` files and, for the per-feature
+    archives, ``P_<id>_<feature>.h5`` ones (only ``feature``'s when it is given)."""
+    out: dict[str, Path] = {}
+    for dirpath, _, files in os.walk(tree):
+        for name in files:
+            m = _PERF_FILE.match(name)
+            if not m or (m.group(2) and feature and m.group(2) != feature):
+                continue
+            if m.group(1) not in out or not m.group(2):   # a single-files bundle wins
+                out[m.group(1)] = Path(dirpath) / name
+    return out
+
+
+def index_audio(audio_dir: str | os.PathLike) -> dict[str, Path]:
+    """P_id → audio file ``<P_id>.<ext>`` under ``audio_dir`` (any depth)."""
+    out: dict[str, Path] = {}
+    for dirpath, _, files in os.walk(audio_dir):
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in AUDIO_EXTS:
+                out.setdefault(stem, Path(dirpath) / name)
+    return out
+
+
+def subset_records(meta: dict, h5: dict[str, Path] | None = None,
+                   audio: dict[str, Path] | None = None) -> tuple[list[Record], list[tuple[str, str]]]:
+    """Manifest records of every performance of ``meta`` and the (P_id, reason) of those
+    without any file (no h5 and no audio)."""
+    records, missing = [], []
+    for work, perfs in sorted(meta.items()):
+        for perf, info in sorted(perfs.items()):
+            rec: Record = {"utt": perf, "song": work, "version": perf, "noise": len(perfs) < 2}
+            rec.update({k: v for k, v in (info or {}).items() if k not in rec and isinstance(v, (str, int, float, bool))})
+            if h5 is not None and perf in h5:
+                rec["h5"] = str(h5[perf])
+            if audio is not None and perf in audio:
+                rec["wav"] = str(audio[perf])
+            if "h5" not in rec and "wav" not in rec:
+                missing.append((perf, f"no file for {work}/{perf}"))
+                continue
+            records.append(rec)
+    return records, missing
+
+
+def protocol(records: Iterable[Record]) -> tuple[list[Record], list[Record]]:
+    """(queries, references): queries are the performances of works that have two or more
+    (noise excluded), references all of them."""
+    refs = list(records)
+    return [r for r in refs if not r.get("noise")], refs
+
+
+def counts(meta: dict) -> dict[str, int]:
+    sizes = [len(p) for p in meta.values()]
+    return {"works": len(sizes), "performances": sum(sizes), "multi_version_works": sum(s >= 2 for s in sizes),
+            "single_version_works": sum(s < 2 for s in sizes),
+            "queries": sum(s for s in sizes if s >= 2)}
+
+
+def write_protocol(out_dir: str | os.PathLike, records: list[Record], prefix: str = "") -> tuple[int, int]:
+    """``<prefix>query.txt`` and ``<prefix>ref.txt`` in ``out_dir``; returns their sizes."""
+    queries, refs = protocol(records)
+    write_manifest(Path(out_dir) / f"{prefix}query.txt", queries)
+    write_manifest(Path(out_dir) / f"{prefix}ref.txt", refs)
+    return len(queries), len(refs)
