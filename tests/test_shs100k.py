@@ -104,3 +104,42 @@ def test_stage0_downloads_metadata_archive_and_audio(tmp_path):
     assert len((dl / "urls.tsv").read_text().splitlines()) == 16
     assert len((dl / "audio" / "missing.txt").read_text().splitlines()) == 16
     assert "16 of 16 recordings unavailable" in r.stderr
+
+
+def test_stages_1_to_6_tiny_model_and_covers80_with_model_dir(tmp_path):
+    """Train on the (fake) SHS100K splits, evaluate its test split and covers80 (--covers80_data),
+    then covers80's own recipe with --model_dir (stages 3-5 skipped)."""
+    import yaml
+
+    from tests.test_covers80 import make_tree as make_covers80
+
+    meta, audio = make_tree(tmp_path, seconds=4.0)
+    conf = yaml.safe_load((REPO / "conf" / "train" / "coverhunter.yaml").read_text())
+    conf.pop("chunk_s")
+    conf.update(chunk_frame=[25], mean_size=2, m_per_class=2, batch_size=4, max_steps=3, max_epochs=1,
+                num_workers=0, encoder={"output_dims": 32, "num_blocks": 1, "attention_dim": 32, "num_heads": 2},
+                embed_dim=32)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
+    c80 = REPO / "egs" / "covers80" / "run.sh"
+    make_covers80(tmp_path / "c80", base_s=3)
+    r = run_bash([str(c80), "--stage", "1", "--stop_stage", "1", "--covers80_dir", str(tmp_path / "c80"),
+                  "--data", str(tmp_path / "c80data")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    exp = tmp_path / "exp"
+    test_features = str(REPO / "conf" / "features" / "test.yaml")
+    r = run_bash([RUN, "--stage", "1", "--shs_dir", str(meta), "--audio_dir", str(audio), "--data", str(tmp_path / "data"),
+                  "--exp", str(exp), "--train_config", str(tmp_path / "tiny.yaml"), "--train_features", test_features,
+                  "--covers80_data", str(tmp_path / "c80data")], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for model in (exp, tmp_path / "exp_fine"):
+        assert json.loads((model / "eval_test" / "metrics.json").read_text())["queries"] == 4
+        assert json.loads((model / "eval_covers80" / "metrics.json").read_text())["queries"] == 3
+    assert (tmp_path / "exp_fine" / "comparison.txt").is_file()
+    r = run_bash([str(c80), "--stage", "3", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "c80data"),
+                  "--model_dir", str(exp), "--exp", str(tmp_path / "unused")], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "stages 3-5 skipped" in r.stderr and "stage 3:" not in r.stderr and "test-set metrics" in r.stderr
+    assert not (tmp_path / "unused").exists()
+    r = run_bash([str(c80), "--stage", "6", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "c80data"),
+                  "--model_dir", str(tmp_path / "nothing")])
+    assert r.returncode != 0 and "holds no trained model" in r.stderr
