@@ -233,3 +233,107 @@ def test_recipe_feature_route_end_to_end(tmp_path):
     metrics = json.loads((exp / "eval_benchmark" / "metrics.json").read_text())
     assert metrics["frontend"] == "datacos_pcp" and metrics["failed"] == 0 and 0 < metrics["MAP"] <= 1
     assert "stage 4" in r.stderr and "not built" in r.stderr
+
+
+def _acoss_style_map(dist, labels, queries):
+    """MAP as acoss computes it on Da-TACOS, written out: each query ranks every other
+    performance (itself removed) by distance; AP = mean of the precision at each relevant."""
+    aps = []
+    for q in queries:
+        others = [j for j in range(len(labels)) if j != q]
+        order = sorted(others, key=lambda j: dist[q, j])
+        hits, precisions = 0, []
+        for rank, j in enumerate(order, 1):
+            if labels[j] == labels[q]:
+                hits += 1
+                precisions.append(hits / rank)
+        aps.append(np.mean(precisions))
+    return float(np.mean(aps))
+
+
+def test_metrics_follow_acoss_on_the_benchmark_protocol():
+    """csi.eval.metrics with the benchmark protocol (multi-version performances as queries,
+    every performance as reference, the query's own entry excluded) equals acoss's MAP."""
+    from csi.eval.metrics import retrieval_metrics, same_source_pairs
+
+    rng = np.random.default_rng(3)
+    labels = [f"W_{w}" for w in range(6) for _ in range(4)] + [f"W_n{k}" for k in range(5)]
+    utts = [f"P_{i}" for i in range(len(labels))]
+    queries = [i for i, w in enumerate(labels) if not w.startswith("W_n")]
+    dist = rng.random((len(labels), len(labels)))
+    res = retrieval_metrics(dist[queries], [labels[i] for i in queries], labels,
+                            exclude=same_source_pairs([utts[i] for i in queries], utts))
+    assert res.metrics["queries"] == 24 and res.metrics["references"] == 29
+    assert res.metrics["MAP"] == pytest.approx(_acoss_style_map(dist, labels, queries), abs=1e-9)
+
+
+def test_pitch_cnn_reads_the_pcp():
+    from csi.models import MODELS
+    from csi.train.config import parse_hparams
+    from csi.models import model_section
+
+    hp = yaml.safe_load((REPO / "conf" / "train" / "datacos_pcp.yaml").read_text())
+    model = model_section(hp)
+    model["ce"] = dict(model["ce"], output_dims=5)
+    m = MODELS.build({"name": model.pop("model"), **model})
+    loss, parts = m.compute_loss(torch.rand(8, 100, 12), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
+    assert torch.isfinite(loss) and m(torch.rand(2, 100, 12)).shape == (2, 128)
+    parse_hparams(hp)
+
+
+def _chord_audio(path, freqs, seconds, rng, sr=16000):
+    import soundfile as sf
+
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(np.sin(2 * np.pi * f * t + rng.random() * 6) for f in freqs) / len(freqs)
+    y = 0.5 * y + 0.02 * rng.normal(size=len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y.astype(np.float32), sr)
+
+
+def test_recipe_audio_route(tmp_path):
+    """Audio of the benchmark performances (<P_id>.wav) matched with a model on CQT features
+    (stage 1 --audio_dir, stage 6 --audio_model); a performance without audio is left out."""
+    from tests.helpers import run_bash
+    from tools import extract_csi_features, train
+
+    rng = np.random.default_rng(1)
+    root = make_datacos(tmp_path / "datacos", n_works=3, per_work=3, noise=2, train_works=2)
+    meta = load_metadata(root / "da-tacos_metadata" / BENCH_META)
+    audio = tmp_path / "audio"
+    chords = {w: rng.uniform(200, 1500, 3) for w in meta}
+    perfs = [(w, p) for w in sorted(meta) for p in sorted(meta[w])]
+    for w, p in perfs[1:]:                                  # the first performance has no audio
+        _chord_audio(audio / f"{p}.wav", chords[w] * rng.choice([1.0, 1.06]), 3.0, rng)
+    # a small CQT model trained on other works
+    train_dir = tmp_path / "cqt_train"
+    lines = []
+    for w in range(4):
+        freqs = rng.uniform(200, 1500, 3)
+        for v in range(2):
+            wav = train_dir / "audio" / f"w{w}v{v}.wav"
+            _chord_audio(wav, freqs, 3.0, rng)
+            lines.append({"utt": f"w{w}v{v}", "wav": str(wav), "song": f"w{w}"})
+    (train_dir / "dataset.txt").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (train_dir / "hparams.yaml").write_text(yaml.safe_dump({"min_dur_s": 1.0, "device": "cpu"}))
+    assert extract_csi_features.main([str(train_dir), "--no_progress"]) == 0
+    model = tmp_path / "cqt_model"
+    (model / "config").mkdir(parents=True)
+    (model / "config" / "hparams.yaml").write_text(yaml.safe_dump({
+        "model": "pitch_cnn", "train_path": str(train_dir / "full.txt"), "chunk_frame": [50], "mean_size": 1,
+        "m_per_class": 2, "batch_size": 8, "num_workers": 0, "max_epochs": 1, "device": "cpu", "input_dim": 96,
+        "embed_dim": 16, "channels": [4], "time_pool": [2], "pool_type": "attention",
+        "ce": {"output_dims": "auto"}}))
+    assert train.main([str(model)]) == 0
+
+    data = tmp_path / "data"
+    r = run_bash([RUN, "--datacos_dir", str(root), "--data", str(data), "--stage", "1", "--stop_stage", "1",
+                  "--audio_dir", str(audio)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    c = json.loads((data / "benchmark" / "counts.json").read_text())
+    assert c["with_audio"] == 10 and c["audio_ref"] == 10 and c["audio_query"] == 8
+    r = run_bash([RUN, "--datacos_dir", str(root), "--data", str(data), "--stage", "6", "--stop_stage", "6",
+                  "--audio_model", str(model), "--exp", str(tmp_path / "no_pcp_model")], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((model / "eval_datacos_audio" / "metrics.json").read_text())
+    assert metrics["frontend"] == "coverhunter_cqt" and metrics["failed"] == 0 and metrics["queries"] == 8

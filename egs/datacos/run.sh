@@ -81,9 +81,13 @@ stage_not_built 4 "chunk alignment (not for PCP features)"
 stage_not_built 5 "fine training (not for PCP features)"
 
 if stage_begin 6 "benchmark evaluation"; then
-  [ -s "$data/benchmark/feat_query.txt" ] || die "$data/benchmark/feat_query.txt is missing: run stage 2 first"
-  eval_stage "$exp" "$data/benchmark/feat_query.txt" "$data/benchmark/feat_ref.txt" "$exp/eval_benchmark" \
-    --baselines "$baselines"
+  if [ -z "$audio_model" ] || [ -d "$exp/pt_model" ]; then   # the feature route (only the audio one: skipped)
+    [ -s "$data/benchmark/feat_query.txt" ] || die "$data/benchmark/feat_query.txt is missing: run stage 2 first"
+    eval_stage "$exp" "$data/benchmark/feat_query.txt" "$data/benchmark/feat_ref.txt" "$exp/eval_benchmark" \
+      --baselines "$baselines"
+  else
+    log "no PCP model in $exp: only the audio route is evaluated"
+  fi
   if [ -n "$audio_model" ]; then
     [ -s "$data/benchmark/audio_query.txt" ] || die "no audio protocol in $data/benchmark: run stage 1 with --audio_dir"
     eval_stage "$audio_model" "$data/benchmark/audio_query.txt" "$data/benchmark/audio_ref.txt" \
