@@ -64,9 +64,15 @@ def test_resume_missing_list_and_part_files(tmp_path, fake_exe):
     assert (out / "missing.txt").read_text() == "c\tERROR: [youtube] c: Video unavailable\n"
     assert sorted(_calls(fake_exe)) == ["fake://gone/c", "fake://ok/b", "fake://ok/d"]
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
-    s = download_all(items, out, jobs=2, rate_limit_s=0, progress=False, audio_format="")   # resume: only c again
-    assert sorted(s.kept) == ["a", "b", "d"] and list(s.missing) == ["c"]
-    assert sorted(_calls(fake_exe)) == ["fake://gone/c", "fake://gone/c", "fake://ok/b", "fake://ok/d"]
+    s = download_all(items, out, jobs=2, rate_limit_s=0, progress=False, audio_format="")   # resume: nothing to do
+    assert sorted(s.kept) == ["a", "b", "d"] and s.skipped == ["c"] and list(s.missing) == ["c"]
+    assert (out / "missing.txt").read_text() == "c\tERROR: [youtube] c: Video unavailable\n"
+    assert len(_calls(fake_exe)) == 3
+    (out / "missing.txt").write_text("c\tHTTP Error 503: Service Unavailable\n")
+    s = download_all(items, out, jobs=2, rate_limit_s=0, progress=False, audio_format="")   # a transient reason: retried
+    assert s.skipped == [] and list(s.missing) == ["c"] and len(_calls(fake_exe)) == 4
+    s = download_all(items, out, progress=False, rate_limit_s=0, audio_format="", retry_missing=True)
+    assert s.skipped == [] and len(_calls(fake_exe)) == 5
 
 
 def test_rate_limit_spaces_the_starts(tmp_path, fake_exe):

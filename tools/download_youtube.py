@@ -1,13 +1,14 @@
 """Download the audio of YouTube videos through yt-dlp (optional: pip install yt-dlp).
 
     python3 -m tools.download_youtube LIST [LIST ...] --out_dir DIR [--jobs N] [--rate_limit_s S]
-        [--audio_format opus] [--no_progress]
+        [--audio_format opus] [--retry_missing] [--no_progress]
 
 Each LIST holds ``id<TAB>url`` lines; each item becomes ``DIR/<id>.<ext>``. A finished file
 is kept (a re-run resumes), a download in progress is never taken as done. At most 10
 downloads run at once (more get the address banned), starting at least ``--rate_limit_s``
 apart. Unavailable items are listed in ``DIR/missing.txt`` (``id<TAB>reason``) and do not
-fail the run; exit status 1 when yt-dlp is absent or a list is malformed, 2 on a usage error.
+fail the run; ids it gives as gone (unavailable, private, removed) are not tried again
+without ``--retry_missing`` (other failures are); exit status 1 when yt-dlp is absent or a list is malformed, 2 on a usage error.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="at least this many seconds between the starts of two downloads (default 1)")
     parser.add_argument("--audio_format", default="opus",
                         help="codec the audio is extracted to by yt-dlp/ffmpeg; '' keeps the file as served")
+    parser.add_argument("--retry_missing", action="store_true",
+                        help="try again the ids missing.txt gives as unavailable (default: skipped)")
     add_progress_arg(parser)
     return parser
 
@@ -51,10 +54,12 @@ def run(args: argparse.Namespace) -> None:
 
     items = [item for path in args.lists for item in read_url_list(path)]
     summary = download_all(items, args.out_dir, jobs=args.jobs, rate_limit_s=args.rate_limit_s,
-                           progress=not args.no_progress, audio_format=args.audio_format)
+                           progress=not args.no_progress, audio_format=args.audio_format,
+                           retry_missing=args.retry_missing)
     write_run_info(Path(args.out_dir) / "download_youtube.yaml", vars(args))
-    logging.info("download_youtube: %d downloaded, %d already there, %d missing (%s)", len(summary.downloaded),
-                 len(summary.kept), len(summary.missing), Path(args.out_dir) / "missing.txt")
+    logging.info("download_youtube: %d downloaded, %d already there, %d missing (%d of them unavailable in an "
+                 "earlier run, not tried again; --retry_missing tries them) (%s)", len(summary.downloaded),
+                 len(summary.kept), len(summary.missing), len(summary.skipped), Path(args.out_dir) / "missing.txt")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ from csi.utils import atomic_write_text
 
 MAX_JOBS = 10   # more parallel downloads than this get the address banned
 PARTIAL_SUFFIXES = (".part", ".ytdl", ".tmp", ".temp")
+# reasons in missing.txt that a retry will not change (others, e.g. network errors, are retried)
+PERMANENT = ("video unavailable", "video is unavailable", "not available", "private video", "removed",
+             "terminated", "copyright", "does not exist")
 INSTALL_HINT = "yt-dlp is not installed: pip install yt-dlp (audio extraction to opus also needs ffmpeg)"
 
 Backend = Callable[[str, Path], None]   # (url, directory to download into) -> None, raises on failure
@@ -41,10 +44,30 @@ class ItemError(RuntimeError):
 
 @dataclass
 class Summary:
-    """What a run did: ids downloaded, ids already there, and ``{id: reason}`` of the missing."""
+    """What a run did: ids downloaded, ids already there, ``{id: reason}`` of the missing, and
+    the ids of those skipped because an earlier run found them permanently unavailable."""
     downloaded: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_missing(path: str | os.PathLike) -> dict[str, str]:
+    """``{id: reason}`` of a ``missing.txt`` (empty if there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        item_id, _, reason = line.partition("\t")
+        if item_id:
+            out[item_id] = reason
+    return out
+
+
+def is_permanent(reason: str) -> bool:
+    """True if ``reason`` says the video is gone (a retry would fail the same way)."""
+    return any(word in reason.lower() for word in PERMANENT)
 
 
 def read_url_list(path: str | os.PathLike) -> list[tuple[str, str]]:
@@ -164,9 +187,11 @@ class _Pacer:
 
 def download_all(items: Sequence[tuple[str, str]], out_dir: str | os.PathLike, jobs: int = 4,
                  rate_limit_s: float = 1.0, progress: bool = True, backend: Backend | None = None,
-                 audio_format: str = "opus") -> Summary:
+                 audio_format: str = "opus", retry_missing: bool = False) -> Summary:
     """Download every ``(id, url)`` not already finished in ``out_dir``, ``jobs`` at a time
     with starts ``rate_limit_s`` apart; writes ``missing.txt`` (empty when nothing is).
+    Ids an earlier ``missing.txt`` gives a permanent reason (video unavailable, private,
+    removed ...) are not tried again unless ``retry_missing``; other failures are retried.
     ``backend`` defaults to ``find_backend(audio_format)``, looked up only if there is work."""
     check_jobs(jobs)
     if rate_limit_s < 0:
@@ -174,10 +199,14 @@ def download_all(items: Sequence[tuple[str, str]], out_dir: str | os.PathLike, j
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary()
+    before = {} if retry_missing else read_missing(out_dir / "missing.txt")
     todo = []
     for item_id, url in items:
         if finished_file(out_dir, item_id):
             summary.kept.append(item_id)
+        elif is_permanent(before.get(item_id, "")):
+            summary.skipped.append(item_id)
+            summary.missing[item_id] = before[item_id]
         else:
             todo.append((item_id, url))
     if todo:
