@@ -132,7 +132,7 @@ def test_pcp_front_end_refuses_audio():
     from csi.registry import ConfigError
 
     fe = resolve_frontend({"name": "datacos_pcp", "source": "hpcp"})
-    assert fe.n_bins == 12 and fe.pad_value == 0.0 and fe.frames_per_s == pytest.approx(44100 / 4096)
+    assert fe.n_bins == 12 and fe.pad_value == 0.0 and fe.frames_per_s == pytest.approx(44100 / 512)
     with pytest.raises(ConfigError, match="does not compute them from audio"):
         fe.build()(torch.zeros(1000))
 
@@ -173,7 +173,7 @@ def test_siamese_trains_and_evaluates(tmp_path):
     exp = tmp_path / "exp"
     (exp / "config").mkdir(parents=True)
     hp = yaml.safe_load((REPO / "conf" / "train" / "datacos_siamese.yaml").read_text())
-    hp.update({"train_path": str(data["coveranalysis"] / "full.txt"), "chunk_frame": [100], "batch_size": 8,
+    hp.update({"train_path": str(data["coveranalysis"] / "full.txt"), "chunk_frame": [100], "mean_size": 1, "batch_size": 8,
                "m_per_class": 2, "max_epochs": 2, "max_minutes": None, "device": "cpu", "frames": 64,
                "channels": [4, 8], "embed_dim": 16})
     (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp))
@@ -217,7 +217,7 @@ def test_recipe_feature_route_end_to_end(tmp_path):
     bad = next((root / "da-tacos_benchmark_subset_single_files").rglob("P_*.h5"))
     write_deepdish_like(bad, {"hpcp": np.ones((30, 12), np.float32), "label": bad.parent.name})
     hp = yaml.safe_load((REPO / "conf" / "train" / "datacos_siamese.yaml").read_text())
-    hp.update({"chunk_frame": [100], "batch_size": 8, "max_epochs": 2, "max_minutes": None, "device": "cpu",
+    hp.update({"chunk_frame": [100], "mean_size": 1, "batch_size": 8, "max_epochs": 2, "max_minutes": None, "device": "cpu",
                "frames": 64, "channels": [4, 8], "embed_dim": 16})
     conf = tmp_path / "tiny.yaml"
     conf.write_text(yaml.safe_dump(hp))

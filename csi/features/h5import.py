@@ -26,7 +26,7 @@ from csi.io.manifest import atomic_write_text, read_manifest, write_manifest
 STORE_DIR = "pcp_feat"
 
 
-def pcp_fingerprint(key: str = "crema", n_bins: int = 12, sr: int = 44100, hop_length: int = 4096,
+def pcp_fingerprint(key: str = "crema", n_bins: int = 12, sr: int = 44100, hop_length: int = 512,
                     pad_value: float = 0.0, feat_dtype: str = "float16") -> dict[str, Any]:
     frontend = {"name": "datacos_pcp", "source": key, "n_bins": n_bins, "sr": sr, "hop_length": hop_length,
                 "pad_value": pad_value}
@@ -35,7 +35,7 @@ def pcp_fingerprint(key: str = "crema", n_bins: int = 12, sr: int = 44100, hop_l
 
 
 def import_h5_features(data_dir: str | os.PathLike, key: str = "crema", n_bins: int = 12, sr: int = 44100,
-                       hop_length: int = 4096, pad_value: float = 0.0, feat_dtype: str = "float16",
+                       hop_length: int = 512, pad_value: float = 0.0, feat_dtype: str = "float16",
                        min_frames: int = 1, overwrite: bool = False, log: Callable[[str], None] = print) -> Summary:
     data_dir = Path(data_dir)
     t0 = time.time()

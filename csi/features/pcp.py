@@ -10,10 +10,11 @@ because a chroma computed here would not be the provided feature (another model,
 tuning and frame rate) and a model trained on one would be silently evaluated on the other.
 Audio is matched to Da-TACOS with a CQT model instead (egs/datacos, the audio route).
 
-    frontend: {name: datacos_pcp, source: crema, n_bins: 12, sr: 44100, hop_length: 4096, pad_value: 0.0}
+    frontend: {name: datacos_pcp, source: crema, n_bins: 12, sr: 44100, hop_length: 512, pad_value: 0.0}
 
-``sr``/``hop_length`` give the frame rate of the provided frames (default 44.1 kHz, 4096
-samples: 10.77 frames/s); set them to what made your files.
+``sr``/``hop_length`` give the frame rate of the provided frames. The default is what the
+Da-TACOS features were extracted with (acoss: 44.1 kHz audio, one hop of 512 samples for every
+feature, crema resampled to it: 86.13 frames/s); set them to what made your files.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ PCP_SOURCES = ("crema", "hpcp", "chroma_cens")
 class ProvidedPCP(torch.nn.Module):
     """A (frames, n_bins) PCP read from the data set's files (``source`` key); see the module."""
 
-    def __init__(self, sr: int = 44100, hop_length: int = 4096, n_bins: int = 12, source: str = "crema",
+    def __init__(self, sr: int = 44100, hop_length: int = 512, n_bins: int = 12, source: str = "crema",
                  pad_value: float = 0.0):
         super().__init__()
         if source not in PCP_SOURCES:

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir")
     p.add_argument("--key", default="crema", choices=("crema", "hpcp", "chroma_cens"))
-    p.add_argument("--hop_length", type=int, default=4096)
+    p.add_argument("--hop_length", type=int, default=512)
     p.add_argument("--sr", type=int, default=44100)
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
