@@ -95,11 +95,12 @@ def test_manifests_and_protocol_counts(tmp_path):
     real = {f"W_{w}": {f"P_{w}_{k}": {} for k in range(13 if w < 1000 else 1)} for w in range(3000)}
     c = counts(real)
     assert (c["performances"], c["queries"], c["single_version_works"]) == (15000, 13000, 2000)
-    # per-feature archive names (P_<id>_crema.h5) are found too
-    (tmp_path / "arch" / "W_1").mkdir(parents=True)
-    (tmp_path / "arch" / "W_1" / "P_7_crema.h5").write_bytes(b"")
-    (tmp_path / "arch" / "W_1" / "P_7_hpcp.h5").write_bytes(b"")
-    assert index_h5(tmp_path / "arch", "crema") == {"P_7": tmp_path / "arch" / "W_1" / "P_7_crema.h5"}
+    # per-feature archive names (da-tacos_<subset>_subset_crema/W_<id>_crema/P_<id>_crema.h5) are found too
+    for f in ("crema", "hpcp", "cens"):
+        (tmp_path / "arch" / f"W_1_{f}").mkdir(parents=True)
+        (tmp_path / "arch" / f"W_1_{f}" / f"P_7_{f}.h5").write_bytes(b"")
+    assert index_h5(tmp_path / "arch", "crema") == {"P_7": tmp_path / "arch" / "W_1_crema" / "P_7_crema.h5"}
+    assert index_h5(tmp_path / "arch", "chroma_cens") == {"P_7": tmp_path / "arch" / "W_1_cens" / "P_7_cens.h5"}
 
 
 def test_import_leaves_bad_files_out(tmp_path):
@@ -337,3 +338,24 @@ def test_recipe_audio_route(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((model / "eval_datacos_audio" / "metrics.json").read_text())
     assert metrics["frontend"] == "coverhunter_cqt" and metrics["failed"] == 0 and metrics["queries"] == 8
+
+
+def test_per_feature_archives_are_read(tmp_path):
+    """The per-feature archives (da-tacos_<subset>_subset_crema/W_<id>_crema/P_<id>_crema.h5
+    holding crema, label and track_id) give the same manifests as the single-files bundles."""
+    import shutil
+    from tests.helpers import run_bash
+
+    root = make_datacos(tmp_path / "datacos", n_works=2, per_work=2, noise=1, train_works=2)
+    for subset in ("benchmark", "coveranalysis"):
+        single = root / f"da-tacos_{subset}_subset_single_files"
+        for h5 in sorted(single.rglob("P_*.h5")):
+            out = root / f"da-tacos_{subset}_subset_crema" / f"{h5.parent.name}_crema" / f"{h5.stem}_crema.h5"
+            write_deepdish_like(out, {"crema": read_pcp(h5), "label": h5.parent.name, "track_id": h5.stem})
+        shutil.rmtree(single)
+    data = tmp_path / "data"
+    r = run_bash([RUN, "--datacos_dir", str(root), "--data", str(data), "--stop_stage", "2"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((data / "benchmark" / "counts.json").read_text())["with_h5"] == 5
+    assert len(read_manifest(data / "benchmark" / "feat_ref.txt", required=("utt", "feat"))) == 5
+    assert len(read_manifest(data / "coveranalysis" / "full.txt", required=("utt", "feat"))) == 4

@@ -5,7 +5,8 @@ performance, the noise) and ``coveranalysis`` (10,000: 5,000 works × 2, for tra
 subset's metadata is ``{W_id: {P_id: {work_title, work_artist, perf_title, perf_artist,
 release_year, work_id, perf_id, instrumental, ...}}}``; its features are one HDF5 file per
 performance, ``<tree>/W_<work>/P_<perf>.h5`` (the "single files" bundles, every feature in one
-file) or ``<tree>/W_<work>/P_<perf>_<feature>.h5`` (the per-feature archives).
+file) or ``da-tacos_<subset>_subset_<f>/W_<work>_<f>/P_<perf>_<f>.h5`` (the per-feature archives;
+``<f>`` is ``crema``, ``hpcp`` or ``cens`` for chroma_cens).
 
 Manifest record (one per performance of the metadata): ``utt`` = P_id,
 ``song`` = W_id, ``version`` = P_id, ``h5`` (the file, when found), ``wav`` (with an audio
@@ -28,6 +29,7 @@ from csi.io.manifest import Record, write_manifest
 SUBSETS = ("benchmark", "coveranalysis")
 METADATA_FILES = {s: f"da-tacos_{s}_subset_metadata.json" for s in SUBSETS}
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+ARCHIVE_SUFFIX = {"chroma_cens": "cens"}     # per-feature archive name of a feature key, when not the key
 _PERF_FILE = re.compile(r"^(P_[^_/.]+)(?:_([A-Za-z0-9_]+))?\.h5$")
 
 
@@ -55,7 +57,7 @@ def index_h5(tree: str | os.PathLike, feature: str | None = None) -> dict[str, P
     for dirpath, _, files in os.walk(tree):
         for name in files:
             m = _PERF_FILE.match(name)
-            if not m or (m.group(2) and feature and m.group(2) != feature):
+            if not m or (m.group(2) and feature and m.group(2) not in (feature, ARCHIVE_SUFFIX.get(feature))):
                 continue
             if m.group(1) not in out or not m.group(2):   # a single-files bundle wins
                 out[m.group(1)] = Path(dirpath) / name

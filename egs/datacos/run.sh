@@ -10,7 +10,7 @@
 #
 # DATACOS_DIR holds the unpacked archives: da-tacos_metadata/ (the *_subset_metadata.json
 # files) and da-tacos_{benchmark,coveranalysis}_subset_single_files/W_<work>/P_<perf>.h5, or
-# the per-feature archives da-tacos_<subset>_subset_<feature>/W_<work>/P_<perf>_<feature>.h5.
+# the per-feature archives da-tacos_<subset>_subset_<f>/W_<work>_<f>/P_<perf>_<f>.h5 (f: crema, hpcp, cens).
 #
 # Stages: 0 checks DATACOS_DIR (the data set is not downloaded by the recipe), 1 manifests and
 # the benchmark protocol from the metadata, 2 imports the $feature PCP of every performance
