@@ -231,6 +231,11 @@ def test_recipe_feature_route_end_to_end(tmp_path):
     assert len((data / "benchmark" / "bad.txt").read_text().splitlines()) == 1
     assert len(read_manifest(data / "benchmark" / "feat_ref.txt", required=("utt", "feat"))) == 10
     assert len(read_manifest(data / "coveranalysis" / "full.txt", required=("utt", "feat"))) == 12
+    dev = read_manifest(data / "coveranalysis" / "dev.txt", required=("utt", "feat"))
+    train = read_manifest(data / "coveranalysis" / "train.txt", required=("utt", "feat"))
+    assert len({r["song"] for r in dev}) == 2 and len(dev) + len(train) == 12
+    assert not {r["song"] for r in dev} & {r["song"] for r in train}
+    assert (exp / "pt_model" / "g_best").is_file()
     metrics = json.loads((exp / "eval_benchmark" / "metrics.json").read_text())
     assert metrics["frontend"] == "datacos_pcp" and metrics["failed"] == 0 and 0 < metrics["MAP"] <= 1
     assert "stage 4" in r.stderr and "not built" in r.stderr

@@ -115,3 +115,21 @@ def write_protocol(out_dir: str | os.PathLike, records: list[Record], prefix: st
     write_manifest(Path(out_dir) / f"{prefix}query.txt", queries)
     write_manifest(Path(out_dir) / f"{prefix}ref.txt", refs)
     return len(queries), len(refs)
+
+
+def split_by_work(records: list[Record], fraction: float, min_works: int = 2) -> tuple[list[Record], list[Record]]:
+    """(train, dev): the works whose sha1(W_id) mapped to [0, 1) is below ``fraction`` are dev
+    (fixed whatever the other works are); at least ``min_works`` of them when there are twice
+    that many works, none when ``fraction`` is 0."""
+    import hashlib
+
+    def position(work: str) -> float:
+        return int.from_bytes(hashlib.sha1(work.encode("utf-8")).digest()[:8], "big") / 2 ** 64
+
+    works = sorted({r["song"] for r in records}, key=position)
+    if fraction <= 0 or len(works) < 2 * min_works:
+        return list(records), []
+    dev = {w for w in works if position(w) < fraction}
+    if len(dev) < min_works:
+        dev = set(works[:min_works])
+    return [r for r in records if r["song"] not in dev], [r for r in records if r["song"] in dev]

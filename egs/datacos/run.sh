@@ -15,7 +15,7 @@
 # Stages: 0 checks DATACOS_DIR (the data set is not downloaded by the recipe), 1 manifests and
 # the benchmark protocol from the metadata, 2 imports the $feature PCP of every performance
 # into data/<subset>/pcp_feat (front end datacos_pcp; bad files in bad.txt), 3 trains
-# $train_config on cover-analysis, 4-5 (alignment, fine training) are not built for PCP
+# $train_config on cover-analysis ($dev_fraction of its works held out to pick g_best), 4-5 (alignment, fine training) are not built for PCP
 # input, 6 evaluates on the benchmark (13,000 queries against 15,000 references) and, with
 # --audio_dir and --audio_model, the audio route on the performances that have audio.
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,6 +31,7 @@ data=$recipe/data
 train_config=$CSI_ROOT/conf/train/datacos_siamese.yaml
 exp=$recipe/exp/datacos_siamese
 baselines=chance   # eval_testset --baselines (the CQT baselines do not read PCP features)
+dev_fraction=0.05  # cover-analysis works held out as the development set (model selection, g_best)
 
 help_message="Usage: $0 --datacos_dir DIR [--stage N] [--stop_stage N] [--feature crema|hpcp|chroma_cens] [--audio_dir DIR] [--audio_model DIR] [--data DIR] [--train_config YAML] [--exp DIR] [--nproc_per_node N] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
@@ -60,10 +61,12 @@ fi
 if stage_begin 2 "import the $feature features"; then
   for subset in coveranalysis benchmark; do
     [ -s "$data/$subset/dataset.txt" ] || die "$data/$subset/dataset.txt is missing: run stage 1 first"
-    signature="$(cksum < "$data/$subset/dataset.txt") feature $feature"
+    dev=()
+    [ "$subset" = coveranalysis ] && dev=(--dev_fraction "$dev_fraction")
+    signature="$(cksum < "$data/$subset/dataset.txt") feature $feature ${dev[*]}"
     if ! already_done "$data/$subset/.stage2.done" "$signature"; then
       PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 "$recipe/local/import_features.py" "$data/$subset" \
-        --key "$feature" || die "stage 2 failed for $subset"
+        --key "$feature" "${dev[@]}" || die "stage 2 failed for $subset"
       mark_done "$data/$subset/.stage2.done" "$signature"
     fi
   done
@@ -73,7 +76,10 @@ if stage_begin 2 "import the $feature features"; then
 fi
 
 if stage_begin 3 "training on cover-analysis"; then
-  train_stage "$exp" "$train_config" --set "train_path=$data/coveranalysis/full.txt"
+  [ -s "$data/coveranalysis/train.txt" ] || die "$data/coveranalysis/train.txt is missing: run stage 2 first"
+  dev=()
+  [ -s "$data/coveranalysis/dev.txt" ] && dev=(--set "dev.query_path=$data/coveranalysis/dev.txt" --set "dev.ref_path=$data/coveranalysis/dev.txt")
+  train_stage "$exp" "$train_config" --set "train_path=$data/coveranalysis/train.txt" "${dev[@]}"
   stage_end
 fi
 

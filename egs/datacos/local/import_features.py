@@ -4,7 +4,9 @@
 
 Reads DATA_DIR/dataset.txt (records with ``h5``), writes DATA_DIR/pcp_feat/, full.txt, the id
 maps and bad.txt (csi.features.h5import); for the benchmark (a DATA_DIR with query.txt) also
-feat_query.txt / feat_ref.txt, the protocol on the imported features (bad files left out).
+feat_query.txt / feat_ref.txt, the protocol on the imported features (bad files left out);
+with --dev_fraction F (cover-analysis), train.txt and dev.txt: the works whose hash is below F
+(at least 2) held out as a development set (all-vs-all), the others for training.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from pathlib import Path
 
 from csi.features.h5import import import_h5_features
 from csi.features.store import FeatureStoreError
-from csi.io.datacos import write_protocol
-from csi.io.manifest import read_manifest
+from csi.io.datacos import split_by_work, write_protocol
+from csi.io.manifest import read_manifest, write_manifest
 
 
 def main(argv=None) -> int:
@@ -25,6 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--hop_length", type=int, default=512)
     p.add_argument("--sr", type=int, default=44100)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--dev_fraction", type=float, default=None, help="hold out this fraction of the works (train.txt, dev.txt)")
     args = p.parse_args(argv)
     data = Path(args.data_dir)
     try:
@@ -40,6 +43,13 @@ def main(argv=None) -> int:
     if (data / "query.txt").is_file():
         nq, nr = write_protocol(data, read_manifest(data / "full.txt", required=("utt", "song", "feat")), "feat_")
         print(f"import_features: protocol {nq} queries, {nr} references", file=sys.stderr)
+    if args.dev_fraction is not None:
+        full = read_manifest(data / "full.txt", required=("utt", "song", "feat"))
+        train, dev = split_by_work(full, args.dev_fraction)
+        write_manifest(data / "train.txt", train)
+        write_manifest(data / "dev.txt", dev)
+        print(f"import_features: {len(train)} training and {len(dev)} development performances "
+              f"({len({r['song'] for r in dev})} works held out)", file=sys.stderr)
     return 0
 
 
