@@ -86,3 +86,38 @@ def test_stage0_url_list_and_fake_downloads(tmp_path):
     urls = (dl / "urls.tsv").read_text().splitlines()
     assert len(urls) == 19 and urls[0] == "a1\thttps://www.youtube.com/watch?v=a1"   # dup listed once
     assert len(read_manifest(tmp_path / "data" / "train" / "dataset.txt")) == 9
+
+
+def test_stages_1_to_6_with_a_tiny_model(tmp_path):
+    """The shared split stages (2-6) on a Discogs-VI-YT tree: features, coarse training,
+    alignment, fine training, and both models evaluated on the test split."""
+    import yaml
+
+    meta, audio = tmp_path / "meta", tmp_path / "audio"
+    meta.mkdir()
+    audio.mkdir()
+    sr, rng = 8000, np.random.default_rng(3)
+    layout = {"train": {f"c{k}": 3 for k in range(4)}, "val": {"c4": 2, "c5": 2}, "test": {"c6": 2, "c7": 2}}
+    for split, cliques in layout.items():
+        doc = {}
+        for clique, n in cliques.items():
+            f0 = rng.uniform(100, 400)
+            doc[clique] = [{"version_id": f"{clique}-v{v}", "youtube_id": f"{clique}y{v}"} for v in range(n)]
+            for v in range(n):
+                t = np.arange(sr * 4) / sr
+                sf.write(audio / f"{clique}y{v}.wav", 0.2 * np.sin(2 * np.pi * f0 * (1 + 0.01 * v) * t), sr)
+        (meta / f"{NAME}.{split}").write_text(json.dumps(doc))
+    conf = yaml.safe_load((REPO / "conf" / "train" / "coverhunter.yaml").read_text())
+    conf.pop("chunk_s")
+    conf.update(chunk_frame=[25], mean_size=2, m_per_class=2, batch_size=4, max_steps=3, max_epochs=1,
+                num_workers=0, encoder={"output_dims": 32, "num_blocks": 1, "attention_dim": 32, "num_heads": 2},
+                embed_dim=32)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
+    exp = tmp_path / "exp"
+    r = run_bash([RUN, "--stage", "1", "--discogs_dir", str(meta), "--audio_dir", str(audio), "--data",
+                  str(tmp_path / "data"), "--exp", str(exp), "--train_config", str(tmp_path / "tiny.yaml"),
+                  "--train_features", str(REPO / "conf" / "features" / "test.yaml")], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for model in (exp, tmp_path / "exp_fine"):
+        assert json.loads((model / "eval_test" / "metrics.json").read_text())["queries"] == 4
+    assert (tmp_path / "exp_fine" / "comparison.txt").is_file()
