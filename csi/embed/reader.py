@@ -1,5 +1,6 @@
 """The features of one record, as the model expects them: its stored ``feat`` (memory-mapped),
-else its ``wav`` through the model's own front end. Every refusal is an ``EmbedInputError``
+else its ``wav`` through the model's own front end, else its in-memory ``samples`` (mono, at
+the front end's rate; the HEAR API's input) through the front end. Every refusal is an ``EmbedInputError``
 whose message says why; a store made by another front end is a ``FrontEndMismatch``."""
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ class FeatureReader:
                 raise EmbedInputError(f"{path}: unreadable feature ({' '.join(str(e).split())})") from None
         elif rec.get("wav"):
             feat = self.audio_features(rec["wav"])
+        elif rec.get("samples") is not None:
+            feat = self.samples_features(np.asarray(rec["samples"], dtype=np.float32))
         else:
-            raise EmbedInputError("the record has neither 'feat' nor 'wav'")
+            raise EmbedInputError("the record has neither 'feat' nor 'wav' nor 'samples'")
         if feat.ndim != 2 or feat.shape[0] < 1:
             raise EmbedInputError(f"unexpected feature shape {feat.shape}")
         if self.input_dim is not None and feat.shape[1] != self.input_dim:
@@ -74,6 +77,14 @@ class FeatureReader:
         peak = float(np.max(np.abs(y))) if len(y) else 0.0
         if peak < SILENCE_PEAK:
             raise EmbedInputError(f"silent: peak {20 * math.log10(max(peak, 1e-12)):.1f} dBFS")
+        return self.samples_features(y)
+
+    def samples_features(self, y: np.ndarray) -> np.ndarray:
+        """The front end's features of mono samples at its rate (no silence check: a silent
+        clip has features too)."""
+        if y.ndim != 1 or not np.isfinite(y).all():
+            raise EmbedInputError(f"expected finite mono samples, got shape {y.shape}"
+                                  + ("" if np.isfinite(y).all() else " with NaN/Inf"))
         if self._module is None:
             self._module = self.frontend.build(self.device)
         with torch.inference_mode():

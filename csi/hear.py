@@ -1,0 +1,79 @@
+"""The HEAR embedding API (Turian et al. 2022, "HEAR: Holistic Evaluation of Audio
+Representations", §3) over any trained csi model directory:
+
+    import csi.hear as hear
+    model = hear.load_model("exp/demo_quick")                 # model.sample_rate, *_embedding_size
+    scene = hear.get_scene_embeddings(audio, model)           # audio (B, samples) -> (B, D)
+    emb, ms = hear.get_timestamp_embeddings(audio, model)     # (B, T, D), (B, T) in milliseconds
+
+Audio is mono at ``model.sample_rate`` (the model card's front end rate), in [-1, 1]. Both
+functions go through the one embedding path (csi.embed): a scene embedding is the
+L2-normalised mean of the clip's chunk embeddings at the model's training chunk length (a
+clip shorter than a chunk is one padded chunk); timestamp embeddings are those of chunks of
+``frame_duration_ms`` every ``hop_ms`` (rounded to feature frames), stamped at their centres.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from csi.embed import ChunkPolicy, LoadedModel, embed_records, open_model
+
+
+class HearModel(torch.nn.Module):
+    """A csi model with the attributes the HEAR API asks for."""
+
+    def __init__(self, loaded: LoadedModel):
+        super().__init__()
+        self.loaded = loaded
+        self.model = loaded.model
+        self.sample_rate = loaded.card.frontend.sr
+        self.scene_embedding_size = loaded.card.embed_dim
+        self.timestamp_embedding_size = loaded.card.embed_dim
+
+
+def load_model(model_dir: str = "", checkpoint: str | int | None = None, device: Any = "auto") -> HearModel:
+    """The model of a csi model directory (``g_best`` if there is one, else the latest epoch)."""
+    from pathlib import Path
+
+    if checkpoint is None and (Path(model_dir) / "pt_model" / "g_best").is_file():
+        checkpoint = "g_best"
+    return HearModel(open_model(model_dir, checkpoint, device))
+
+
+def _chunk_embeddings(audio: torch.Tensor, model: HearModel, policy: ChunkPolicy, batch_size: int):
+    if audio.dim() != 2:
+        raise ValueError(f"expected audio of shape (n_sounds, n_samples), got {tuple(audio.shape)}")
+    clips = audio.detach().to("cpu", torch.float32).numpy()
+    records = [{"utt": str(i), "samples": clip} for i, clip in enumerate(clips)]
+    result = embed_records(model.model, records, policy, model.loaded.reader(), batch_size, model.loaded.device)
+    if result.failed:
+        raise ValueError(f"clips that cannot be embedded: {result.failed}")
+    return result
+
+
+def get_scene_embeddings(audio: torch.Tensor, model: HearModel, batch_size: int = 32) -> torch.Tensor:
+    """(n_sounds, n_samples) audio → (n_sounds, scene_embedding_size) embeddings."""
+    result = _chunk_embeddings(audio, model, model.loaded.card.chunking(), batch_size)
+    means = np.stack([chunks.mean(axis=0) for chunks in result.per_record(len(audio))])
+    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return torch.from_numpy(means).to(model.loaded.device)
+
+
+def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel, frame_duration_ms: float = 1000.0,
+                             hop_ms: float = 50.0, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n_sounds, n_samples) audio → ((n_sounds, n_timestamps, D) embeddings, (n_sounds,
+    n_timestamps) centre times in ms) of chunks of ``frame_duration_ms`` every ``hop_ms``."""
+    card = model.loaded.card
+    policy = card.chunking(frame_duration_ms / 1000.0, hop_ms / 1000.0)
+    result = _chunk_embeddings(audio, model, policy, batch_size)
+    bounds = result.bounds(len(audio))
+    counts = np.diff(bounds)
+    if len(set(counts.tolist())) > 1:
+        raise ValueError(f"clips of different lengths give different numbers of timestamps: {counts.tolist()}")
+    emb = result.emb.reshape(len(audio), int(counts[0]), -1)
+    centres = (result.start.reshape(len(audio), -1) + policy.chunk_frames / 2) / card.frontend.frames_per_s * 1000.0
+    device = model.loaded.device
+    return torch.from_numpy(emb).to(device), torch.from_numpy(centres.astype(np.float32)).to(device)
