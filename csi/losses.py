@@ -1,6 +1,7 @@
-"""Training losses of the CoverHunter recipe: focal CE, batch-hard triplet, center loss.
+"""Training losses: the CoverHunter recipe's (focal CE, batch-hard triplet, center loss) and
+label-smoothed CE, supervised contrastive and NT-Xent.
 
-All three are plain ``nn.Module`` s that work on whatever device their inputs are on
+All are plain ``nn.Module`` s that work on whatever device their inputs are on
 (no ``.cuda()`` anywhere) and are registered by name in ``LOSSES``:
 
     ====================  ===========================================================
@@ -10,6 +11,14 @@ All three are plain ``nn.Module`` s that work on whatever device their inputs ar
                           of the Triplet Loss for Person Re-Identification" (batch-hard)
     ``"center"``          :class:`CenterLoss` - Wen et al. 2016, "A Discriminative
                           Feature Learning Approach for Deep Face Recognition"
+    ``"softmax_ls"``      :class:`LabelSmoothingCE` - Szegedy et al. 2016, "Rethinking
+                          the Inception Architecture for Computer Vision", sec. 7
+    ``"supcon"``          :class:`SupConLoss` - Khosla et al. 2020, "Supervised
+                          Contrastive Learning", eq. 2 (L_out); any number of versions
+                          per label
+    ``"ntxent"``          :class:`NTXentLoss` - Chen et al. 2020, "A Simple Framework for
+                          Contrastive Learning of Visual Representations" (SimCLR), eq. 1;
+                          exactly two items per label in a batch
     ====================  ===========================================================
 
 The definitions follow what the CoverHunter reference trains with (see the notes on each
@@ -33,7 +42,8 @@ from csi.registry import Registry
 
 LOSSES = Registry("loss")
 
-__all__ = ["LOSSES", "FocalLoss", "HardTripletLoss", "CenterLoss", "build_loss", "pairwise_euclidean"]
+__all__ = ["LOSSES", "FocalLoss", "HardTripletLoss", "CenterLoss", "LabelSmoothingCE", "SupConLoss",
+           "NTXentLoss", "build_loss", "pairwise_euclidean"]
 LOSS_INPUTS = ("logits", "embedding")
 
 
@@ -186,3 +196,144 @@ class CenterLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"
+
+
+def _check_temperature(name: str, temperature: float) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"{name}: temperature must be a number > 0, got {temperature!r}")
+    return float(temperature)
+
+
+@LOSSES.register("softmax_ls")
+class LabelSmoothingCE(nn.Module):
+    """Cross entropy with label smoothing (Szegedy et al. 2016, "Rethinking the Inception
+    Architecture for Computer Vision", sec. 7).
+
+    The one-hot target is replaced by ``q'(k) = (1 - eps) [k = y] + eps / K`` over the K
+    classes, so the loss of a sample is ``(1 - eps) (-log p_y) + eps * mean_k(-log p_k)``
+    with ``log p`` from ``log_softmax`` (stable for very confident logits); the mean is
+    over the batch. ``smoothing=0`` is plain cross entropy.
+
+    Args:
+        smoothing: eps, in [0, 1).
+
+    ``forward(logits (B, K), labels (B,) int64) -> scalar``; fp16/bf16 logits are promoted
+    to float32.
+    """
+
+    input = "logits"
+
+    def __init__(self, smoothing: float = 0.1):
+        super().__init__()
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"LabelSmoothingCE: smoothing must be in [0, 1), got {smoothing!r}")
+        self.smoothing = float(smoothing)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(_at_least_fp32(logits), dim=1)
+        nll = -logp.gather(1, labels.view(-1, 1).to(logp.device)).squeeze(1)
+        uniform = -logp.mean(dim=1)
+        return ((1.0 - self.smoothing) * nll + self.smoothing * uniform).mean()
+
+    def extra_repr(self) -> str:
+        return f"smoothing={self.smoothing}"
+
+
+def _contrastive_log_prob(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, D) -> (B, B): ``log( exp(z_i.z_j / t) / sum_{a != i} exp(z_i.z_a / t) )`` on the
+    L2-normalised embeddings z (cosine similarity); the diagonal is left out of the
+    denominator (its own entries are meaningless and must be masked by the caller)."""
+    z = F.normalize(_at_least_fp32(embeddings), dim=1)
+    sim = z @ z.t() / temperature
+    eye = torch.eye(sim.size(0), dtype=torch.bool, device=sim.device)
+    denom = torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
+    return sim - denom
+
+
+@LOSSES.register("supcon")
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss between versions (Khosla et al. 2020, "Supervised
+    Contrastive Learning", eq. 2, L_out).
+
+    With z the L2-normalised embeddings, A(i) every other item of the batch and P(i) the
+    other items with the label of anchor i::
+
+        L_i = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p / t) / sum_{a in A(i)} exp(z_i.z_a / t) )
+
+    The loss is the mean of L_i over the anchors that have at least one positive (the
+    paper sums over the batch; the mean keeps the scale independent of the batch size).
+    Anchors without a positive are skipped; a batch without any positive pair gives 0
+    (with a gradient path to the embeddings, so a training step does not fail or NaN).
+    Works for any number of versions per label (M-per-class batches).
+
+    Args:
+        temperature: t > 0.
+
+    ``forward(embeddings (B, D), labels (B,)) -> scalar``; fp16/bf16 embeddings are
+    promoted to float32.
+    """
+
+    input = "embedding"
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        self.temperature = _check_temperature("SupConLoss", temperature)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        log_prob = _contrastive_log_prob(embeddings, self.temperature)
+        labels = labels.view(-1).to(log_prob.device)
+        eye = torch.eye(labels.numel(), dtype=torch.bool, device=log_prob.device)
+        positive = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~eye
+        n_pos = positive.sum(dim=1)
+        has_pos = n_pos > 0
+        if not bool(has_pos.any()):
+            return log_prob.new_zeros(()) + 0.0 * embeddings.sum()
+        per_anchor = -log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has_pos] / n_pos[has_pos]
+        return per_anchor.mean()
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+@LOSSES.register("ntxent")
+class NTXentLoss(nn.Module):
+    """NT-Xent, the normalised temperature-scaled cross entropy of SimCLR (Chen et al. 2020,
+    "A Simple Framework for Contrastive Learning of Visual Representations", eq. 1).
+
+    For a positive pair (i, j) of L2-normalised embeddings z::
+
+        l(i, j) = -log( exp(z_i.z_j / t) / sum_{k != i} exp(z_i.z_k / t) )
+
+    averaged over the 2N anchors of a batch of N pairs (both orders of every pair). Here a
+    pair is the two items of a label: every label in the batch must occur exactly twice
+    (any order). A batch where some label has another count raises a ValueError naming the
+    counts; for M-per-class batches with M > 2 (or unpaired items) use ``supcon``, which
+    equals this loss when every label has exactly two items.
+
+    Args:
+        temperature: t > 0.
+
+    ``forward(embeddings (2N, D), labels (2N,)) -> scalar``; fp16/bf16 embeddings are
+    promoted to float32.
+    """
+
+    input = "embedding"
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        self.temperature = _check_temperature("NTXentLoss", temperature)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = labels.view(-1).to(embeddings.device)
+        values, counts = torch.unique(labels, return_counts=True)
+        if labels.numel() == 0 or bool((counts != 2).any()):
+            bad = {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist()) if c != 2}
+            raise ValueError(f"NTXentLoss: every label must occur exactly twice in a batch (two views); "
+                             f"label: count {bad or 'empty batch'}; use 'supcon' for M-per-class batches")
+        log_prob = _contrastive_log_prob(embeddings, self.temperature)
+        eye = torch.eye(labels.numel(), dtype=torch.bool, device=log_prob.device)
+        partner = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~eye  # exactly one per row
+        return -log_prob.masked_fill(~partner, 0.0).sum(dim=1).mean()
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"

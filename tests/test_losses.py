@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csi.losses import LOSSES, CenterLoss, FocalLoss, HardTripletLoss, pairwise_euclidean
+from csi.losses import (LOSSES, CenterLoss, FocalLoss, HardTripletLoss, LabelSmoothingCE, NTXentLoss, SupConLoss,
+                        pairwise_euclidean)
 from csi.registry import ConfigError
 
 # logits [0, ln 3] -> softmax [1/4, 3/4]
@@ -137,3 +138,160 @@ def test_device_agnostic():
     assert HardTripletLoss(0.3)(POINTS.double(), POINT_LABELS).dtype == torch.float64
     assert FocalLoss()(LOGITS.bfloat16(), LABELS).dtype == torch.float32
     assert CenterLoss(2, 2).double()(POINTS[:2].double(), torch.tensor([0, 1])).dtype == torch.float64
+
+
+# --- softmax_ls, supcon, ntxent: against slow loop references -----------------------------
+
+def _ref_label_smoothing(logits, labels, eps):
+    total = 0.0
+    for i in range(logits.shape[0]):
+        row = [float(v) for v in logits[i]]
+        m = max(row)
+        log_z = m + math.log(sum(math.exp(v - m) for v in row))
+        k = len(row)
+        for c in range(k):
+            q = (1 - eps) * (c == int(labels[i])) + eps / k
+            total += -q * (row[c] - log_z)
+    return total / logits.shape[0]
+
+
+def _unit(v):
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+
+
+def _ref_supcon(emb, labels, t):
+    z = [_unit([float(x) for x in row]) for row in emb]
+    lab = [int(v) for v in labels]
+    b = len(z)
+    dot = lambda i, j: sum(x * y for x, y in zip(z[i], z[j]))
+    losses = []
+    for i in range(b):
+        pos = [p for p in range(b) if p != i and lab[p] == lab[i]]
+        if not pos:
+            continue
+        denom = sum(math.exp(dot(i, a) / t) for a in range(b) if a != i)
+        losses.append(-sum(math.log(math.exp(dot(i, p) / t) / denom) for p in pos) / len(pos))
+    return sum(losses) / len(losses)
+
+
+def _ref_ntxent(emb, labels, t):
+    z = [_unit([float(x) for x in row]) for row in emb]
+    lab = [int(v) for v in labels]
+    b = len(z)
+    dot = lambda i, j: sum(x * y for x, y in zip(z[i], z[j]))
+    total = 0.0
+    for i in range(b):
+        (j,) = [k for k in range(b) if k != i and lab[k] == lab[i]]
+        denom = sum(math.exp(dot(i, k) / t) for k in range(b) if k != i)
+        total += -math.log(math.exp(dot(i, j) / t) / denom)
+    return total / b
+
+
+def test_new_losses_registered_with_their_input():
+    assert {"softmax_ls", "supcon", "ntxent"} <= set(LOSSES.names())
+    assert LOSSES.get("softmax_ls").input == "logits"
+    assert LOSSES.get("supcon").input == "embedding" and LOSSES.get("ntxent").input == "embedding"
+    for name in ("softmax_ls", "supcon", "ntxent"):
+        assert "et al." in LOSSES.get(name).__doc__
+    assert LOSSES.build({"name": "supcon"}).temperature == 0.1
+    assert LOSSES.build({"name": "softmax_ls"}).smoothing == 0.1
+    with pytest.raises(ValueError, match="temperature"):
+        LOSSES.build({"name": "supcon", "temperature": 0})
+    with pytest.raises(ValueError, match="smoothing"):
+        LOSSES.build({"name": "softmax_ls", "smoothing": 1.0})
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_softmax_ls_against_loop_reference(eps):
+    torch.manual_seed(1)
+    logits, labels = torch.randn(6, 5, dtype=torch.float64) * 3, torch.tensor([0, 4, 2, 2, 1, 3])
+    loss = LabelSmoothingCE(smoothing=eps)(logits, labels)
+    assert loss.item() == pytest.approx(_ref_label_smoothing(logits, labels, eps), rel=1e-10)
+    torch.testing.assert_close(LabelSmoothingCE(eps)(logits.float(), labels),
+                               F.cross_entropy(logits.float(), labels, label_smoothing=eps))
+
+
+def test_softmax_ls_stable_gradient_and_fp16():
+    logits = torch.tensor([[1000.0, -1000.0, 0.0]], requires_grad=True)
+    loss = LabelSmoothingCE(0.1)(logits, torch.tensor([1]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    half = torch.randn(4, 6).half()
+    out = LabelSmoothingCE(0.2)(half, torch.tensor([0, 1, 2, 3]))
+    assert out.dtype == torch.float32
+    assert out.item() == pytest.approx(_ref_label_smoothing(half.float(), [0, 1, 2, 3], 0.2), rel=1e-5)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5])
+def test_supcon_against_loop_reference(t):
+    torch.manual_seed(2)
+    emb = torch.randn(9, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3])  # 3, 2, 3 versions and one anchor without a positive
+    loss = SupConLoss(temperature=t)(emb, labels)
+    assert loss.item() == pytest.approx(_ref_supcon(emb, labels, t), rel=1e-10)
+    # scale-invariant: the embeddings are L2-normalised
+    torch.testing.assert_close(SupConLoss(t)(emb * 7.0, labels), loss)
+
+
+def test_supcon_gradient_no_positives_and_fp16():
+    torch.manual_seed(3)
+    emb = torch.randn(6, 8, requires_grad=True)
+    SupConLoss()(emb, torch.tensor([0, 0, 1, 1, 2, 2])).backward()
+    assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
+    emb.grad = None
+    none = SupConLoss()(emb, torch.arange(6))
+    assert none.item() == 0.0 and none.requires_grad
+    none.backward()
+    assert torch.equal(emb.grad, torch.zeros_like(emb))
+    half = torch.randn(6, 8).half()
+    out = SupConLoss(0.1)(half, torch.tensor([0, 0, 1, 1, 1, 2]))
+    assert out.dtype == torch.float32 and torch.isfinite(out)
+    assert out.item() == pytest.approx(_ref_supcon(half.float(), [0, 0, 1, 1, 1, 2], 0.1), rel=1e-4)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5])
+def test_ntxent_against_loop_reference_and_supcon(t):
+    torch.manual_seed(4)
+    emb = torch.randn(8, 5, dtype=torch.float64)
+    labels = torch.tensor([3, 1, 0, 2, 1, 3, 2, 0])  # pairs in any order
+    loss = NTXentLoss(temperature=t)(emb, labels)
+    assert loss.item() == pytest.approx(_ref_ntxent(emb, labels, t), rel=1e-10)
+    torch.testing.assert_close(loss, SupConLoss(t)(emb, labels))
+
+
+def test_ntxent_rejects_other_counts_gradient_and_fp16():
+    emb = torch.randn(6, 4, requires_grad=True)
+    with pytest.raises(ValueError, match=r"exactly twice.*\{0: 3, 2: 1\}.*supcon"):
+        NTXentLoss()(emb, torch.tensor([0, 0, 0, 1, 1, 2]))
+    NTXentLoss()(emb, torch.tensor([0, 1, 2, 0, 1, 2])).backward()
+    assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
+    half = torch.randn(4, 4).half()
+    out = NTXentLoss(0.2)(half, torch.tensor([0, 1, 1, 0]))
+    assert out.dtype == torch.float32
+    assert out.item() == pytest.approx(_ref_ntxent(half.float(), [0, 1, 1, 0], 0.2), rel=1e-4)
+
+
+def test_supcon_and_softmax_ls_in_a_model_losses_list_train_a_step():
+    from csi.models import build_model
+
+    hp = {"input_dim": 96, "embed_dim": 32,
+          "encoder": {"output_dims": 64, "num_blocks": 2, "attention_dim": 128},
+          "pool_type": "attention", "ce": {"output_dims": 4},
+          "losses": [{"name": "supcon", "weight": 0.5, "temperature": 0.1},
+                     {"name": "softmax_ls", "weight": 1.0}]}
+    torch.manual_seed(0)
+    model = build_model(hp).train()
+    feats, labels = torch.randn(8, 40, 96), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    loss, parts = model.compute_loss(feats, labels)
+    assert set(parts) == {"supcon", "softmax_ls", "total"}
+    torch.testing.assert_close(loss.detach(), 0.5 * parts["supcon"] + parts["softmax_ls"])
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.zero_grad()
+    loss.backward()
+    assert model._ce_layer.weight.grad.abs().sum() > 0
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    loss2, _ = model.compute_loss(feats, labels)
+    assert torch.isfinite(loss2)
