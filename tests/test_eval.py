@@ -495,3 +495,28 @@ def test_cli_single_work_split_is_an_error(tiny, capsys):
     rc, _, _ = _run(tiny, query=one, ref=one, out="one")
     assert rc == 1
     assert "one_work.txt: 1 work; retrieval needs at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("best_k", [1, 2, 4])
+def test_best_pairs_distance_matches_the_greedy_reference(best_k):
+    rng = np.random.default_rng(5)
+    counts_q, counts_r = [1, 3, 4, 0, 2, 3], [2, 4, 1, 3, 3]
+    qe = rng.normal(size=(sum(counts_q), 8)).astype(np.float32)
+    re = rng.normal(size=(sum(counts_r), 8)).astype(np.float32)
+    qe /= np.linalg.norm(qe, axis=1, keepdims=True)
+    re /= np.linalg.norm(re, axis=1, keepdims=True)
+    qo = rng.permutation(np.repeat(np.arange(6), counts_q))
+    ro = rng.permutation(np.repeat(np.arange(5), counts_r))
+    got = ChunkDistances(qe, qo, 6, re, ro, 5, mode="best_pairs", best_k=best_k, block_elements=7).full()
+    want = naive_track_distances(qe, qo, 6, re, ro, 5, mode="best_pairs", best_k=best_k)
+    assert np.allclose(got, want, atol=1e-5) and np.isinf(got[3]).all()
+    if best_k == 1:
+        assert np.allclose(got, naive_track_distances(qe, qo, 6, re, ro, 5, mode="min"), atol=1e-5)
+
+
+def test_cli_best_pairs_distance(tiny):
+    rc, m, out = _run(tiny, "--distance", "best_pairs", "--best_pairs_k", "2", "--hop_s", "0.8", out="best")
+    assert rc == 0 and m["distance"] == "best_pairs" and m["best_pairs_k"] == 2 and 0 < m["MAP"] <= 1
+    rc1, m1, _ = _run(tiny, "--distance", "best_pairs", "--best_pairs_k", "1", "--hop_s", "0.8", out="best")
+    rc2, m2, _ = _run(tiny, "--hop_s", "0.8", out="best")
+    assert rc1 == rc2 == 0 and m1["MAP"] == pytest.approx(m2["MAP"], abs=1e-9)    # k = 1 is the minimum

@@ -1,7 +1,7 @@
 """Evaluate a model on a test set (stage 6), CoverHunter's command line:
 
     python3 -m tools.eval_testset MODEL_DIR QUERY_PATH REF_PATH [--query_in_ref_path P] [--keep_tempo_copies]
-        [--chunk_s S] [--hop_s H] [--mean_embedding] [--batch_size N] [--device D]
+        [--chunk_s S] [--hop_s H] [--distance min|mean|best_pairs] [--best_pairs_k K] [--batch_size N] [--device D]
         [--num_workers N] [--distractors MANIFEST] [--out_dir DIR] [--checkpoint C]
         [--bootstrap N] [--plot] [--baselines NAMES|all]
 
@@ -12,7 +12,9 @@ protocol: each track ranks every other one. A track whose features or audio cann
 is reported (``failed.tsv``) and left out, never fatal. Each track is cut into chunks of
 ``--chunk_s`` seconds (default the model's training chunk, from its card) every
 ``--hop_s`` (default no overlap; the last chunk is aligned to the end); the distance of two
-tracks is the smallest cosine distance of their chunks, or with ``--mean_embedding`` the
+tracks is the smallest cosine distance of their chunks (``--distance min``), the mean of the
+``--best_pairs_k`` best chunk pairs taken without replacement (``--distance best_pairs``, the
+reduction of segment models, CLEWS), or with ``--distance mean`` (``--mean_embedding``) the
 cosine distance of their averaged chunk embeddings.
 
 Excluded pairs (not ranked): a query and a reference with the same source recording (the same
@@ -61,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "excluded like the query itself")
     p.add_argument("--chunk_s", type=float, help="chunk length in seconds (default: the model's training chunk)")
     p.add_argument("--hop_s", type=float, help="chunk hop in seconds (default: chunk_s, no overlap)")
-    p.add_argument("--mean_embedding", action="store_true", help="compare averaged track embeddings")
+    p.add_argument("--distance", choices=("min", "mean", "best_pairs"), default="min",
+                   help="track distance from chunk distances (csi.eval.distance)")
+    p.add_argument("--best_pairs_k", type=int, default=3, help="pairs averaged by --distance best_pairs")
+    p.add_argument("--mean_embedding", action="store_true", help="the same as --distance mean")
     p.add_argument("--batch_size", type=int, default=32)
     add_device_arg(p)
     add_progress_arg(p)

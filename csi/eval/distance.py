@@ -5,7 +5,11 @@ A track is cut into chunks, each embedded and L2-normalised. Two modes:
 - ``"min"`` (CoverHunter's evaluation): the distance of two tracks is the smallest cosine
   distance ``1 - <q, r>`` over all pairs of their chunks;
 - ``"mean"``: the chunk embeddings of a track are averaged and renormalised, and tracks are
-  compared by cosine distance.
+  compared by cosine distance;
+- ``"best_pairs"`` (the "best pairs" reduction of segment models, CLEWS, Serrà et al.
+  2025): the mean cosine distance of the ``k`` best chunk pairs taken without replacement
+  (greedily: the closest pair, then the closest among the chunks not used yet, ...), with
+  ``k = min(best_k, chunks of either track)``; ``best_k = 1`` is ``"min"``.
 
 ``ChunkDistances.rows(start, stop)`` returns the distances of a block of query tracks to
 every reference (``rows_into`` writes them into a caller's buffer), computed as matrix
@@ -24,8 +28,9 @@ import torch
 
 from csi.utils import resolve_device
 
-__all__ = ["ChunkDistances", "track_mean_embeddings", "naive_track_distances", "resolve_device"]
+__all__ = ["ChunkDistances", "MODES", "track_mean_embeddings", "naive_track_distances", "resolve_device"]
 
+MODES = ("min", "mean", "best_pairs")
 DEFAULT_BLOCK_ELEMENTS = 1 << 26   # chunk-pair similarities per matrix product (256 MB in float32)
 
 
@@ -85,10 +90,13 @@ class ChunkDistances:
 
     def __init__(self, q_emb, q_owner, n_queries: int, r_emb=None, r_owner=None, n_refs: int | None = None, *,
                  mode: str = "min", block_elements: int = DEFAULT_BLOCK_ELEMENTS,
-                 device: str | torch.device | None = None):
-        if mode not in ("min", "mean"):
-            raise ValueError(f"mode must be 'min' or 'mean', got {mode!r}")
+                 device: str | torch.device | None = None, best_k: int = 3):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if best_k < 1:
+            raise ValueError(f"best_k must be >= 1, got {best_k}")
         self.mode = mode
+        self.best_k = int(best_k)
         self.device = resolve_device(device)
         self.block_elements = int(block_elements)
         self.n_queries = int(n_queries)
@@ -176,10 +184,13 @@ class ChunkDistances:
                 n = len(pos)
                 chunk_rows = torch.from_numpy(self.q_layout.chunk_rows(tracks[pos], c)).to(self.device)
                 sims = torch.mm(self.q_emb[chunk_rows], self._r_grouped.T, out=self._buffer(c * n))
-                best = sims[:n]                                   # max over the query track's chunks, in place
-                for k in range(1, c):
-                    torch.maximum(best, sims[k * n:(k + 1) * n], out=best)
-                best = self._reduce_refs(best)
+                if self.mode == "best_pairs":
+                    best = self._reduce_best_pairs(sims, c, n)
+                else:
+                    best = sims[:n]                               # max over the query track's chunks, in place
+                    for k in range(1, c):
+                        torch.maximum(best, sims[k * n:(k + 1) * n], out=best)
+                    best = self._reduce_refs(best)
                 if pos[-1] - pos[0] == n - 1:                     # consecutive tracks: write in place
                     torch.sub(1.0, best, out=out[pos[0]:pos[0] + n])
                 else:
@@ -191,6 +202,29 @@ class ChunkDistances:
             self._sim_buffer = torch.empty(max(rows, min(self.block_elements // self._n_ref_chunks, 1 << 16)),
                                            self._n_ref_chunks, device=self.device)
         return self._sim_buffer[:rows]
+
+    def _reduce_best_pairs(self, sims: torch.Tensor, c_q: int, n_q: int) -> torch.Tensor:
+        """(c_q * n_q chunk-major query rows, ref chunks) similarities → (n_q, n_refs) mean of
+        the ``k`` best pairs without replacement of every (query track, reference track)."""
+        extra = 0 if self._r_column is None else 1
+        result = torch.empty(n_q, self.n_refs + extra, device=sims.device)
+        col = 0
+        for c_r, at, n_r in self._r_groups:
+            block = sims[:, at:at + c_r * n_r].reshape(c_q, n_q, c_r, n_r).permute(1, 3, 0, 2).clone()
+            k = min(self.best_k, c_q, c_r)
+            total = torch.zeros(n_q, n_r, device=sims.device)
+            for _ in range(k):
+                value, index = block.reshape(n_q, n_r, -1).max(dim=-1)
+                total += value
+                used_q, used_r = (index // c_r)[..., None, None], (index % c_r)[..., None, None]
+                block.scatter_(2, used_q.expand(n_q, n_r, 1, c_r), float("-inf"))
+                block.scatter_(3, used_r.expand(n_q, n_r, c_q, 1), float("-inf"))
+            result[:, col:col + n_r] = total / k
+            col += n_r
+        if self._r_column is None:
+            return result
+        result[:, col:] = float("-inf")
+        return result.index_select(1, self._r_column)
 
     def _reduce_refs(self, sims: torch.Tensor) -> torch.Tensor:
         """Per-reference-track maximum of (rows, ref chunks) similarities → (rows, n_refs)."""
@@ -213,7 +247,7 @@ class ChunkDistances:
 
 
 def naive_track_distances(q_emb, q_owner, n_queries: int, r_emb, r_owner, n_refs: int,
-                          mode: str = "min") -> np.ndarray:
+                          mode: str = "min", best_k: int = 3) -> np.ndarray:
     """Reference implementation (all chunk pairs at once, loops over tracks) for tests."""
     q_emb, r_emb = np.asarray(q_emb, dtype=np.float32), np.asarray(r_emb, dtype=np.float32)
     q_owner, r_owner = np.asarray(q_owner), np.asarray(r_owner)
@@ -236,6 +270,17 @@ def naive_track_distances(q_emb, q_owner, n_queries: int, r_emb, r_owner, n_refs
     for i in range(n_queries):
         for j in range(n_refs):
             block = chunk_dist[np.ix_(q_owner == i, r_owner == j)]
-            if block.size:
+            if not block.size:
+                continue
+            if mode == "min":
                 out[i, j] = block.min()
+                continue
+            pairs = sorted((float(block[a, b]), a, b) for a in range(block.shape[0]) for b in range(block.shape[1]))
+            used_a, used_b, taken = set(), set(), []
+            for d, a, b in pairs:
+                if a not in used_a and b not in used_b and len(taken) < min(best_k, *block.shape):
+                    taken.append(d)
+                    used_a.add(a)
+                    used_b.add(b)
+            out[i, j] = float(np.mean(taken))
     return out
