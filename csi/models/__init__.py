@@ -13,6 +13,7 @@ from csi.models.registry import MODELS, POOLINGS
 from csi.models import pooling as _pooling  # noqa: F401  (registers the poolings)
 from csi.models.coverhunter import MODEL_KEYS, CoverHunter, build_model, model_keys, model_section
 from csi.models import pitch_cnn as _pitch_cnn  # noqa: F401  (registers pitch_cnn)
+from csi.models import bytecover as _bytecover  # noqa: F401  (registers bytecover)
 from csi.models import siamese_pcp as _siamese_pcp  # noqa: F401  (registers siamese_pcp)
 
 __all__ = ["MODELS", "POOLINGS", "MODEL_KEYS", "CoverHunter", "build_model", "model_keys", "model_section"]
