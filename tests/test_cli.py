@@ -40,6 +40,7 @@ TOOLS = {
     "eval_testset": (["missing_model", "missing_q.txt", "missing_r.txt"], True),
     "alignment_for_frames": (["missing_model", "missing.txt", "out.jsonl"], True),
     "compare_metrics": (["a=missing.json"], False),
+    "calibrate_matches": (["missing_model", "missing.txt", "out"], True),
 }
 
 

@@ -9,6 +9,8 @@ works (best recording score). Prints the ranked works with their score and best
 recording, or with ``--json`` one JSON object a query:
 ``{"query", "duration_s", "chunks", "works": [{"rank", "song", "score", "utt", "recordings"}],
 "recordings": [{"rank", "utt", "song", "score"}]}``.
+With INDEX_DIR/calibration.json (tools.calibrate_matches) each work also gets
+``p_same_work``, the calibrated probability that it is the query's work.
 The model is the one recorded in INDEX_DIR/index.json unless ``--model_dir`` is given; a
 model other than the index's is refused with the reason (exit status 1). Each query's
 features come from the model's own front end (config/model_card.yaml). A query that cannot
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 def identify(args: argparse.Namespace) -> int:
     from csi.embed import embed_records
     from csi.index import ChunkIndex
+    from csi.eval.calibration import Calibration
     from csi.index.identity import index_model
 
     index = ChunkIndex.load(args.index_dir)
@@ -67,6 +70,7 @@ def identify(args: argparse.Namespace) -> int:
     card = loaded.card
     policy = card.chunking(hop_s=int(index.model.get("hop_frames") or card.chunk_frames) / card.frontend.frames_per_s)
     reader = loaded.reader()
+    calibration = Calibration.load(args.index_dir)
     answered = 0
     for path in args.audio:
         result = embed_records(loaded.model, [{"utt": path, "wav": path}], policy, reader, args.batch_size,
@@ -77,6 +81,9 @@ def identify(args: argparse.Namespace) -> int:
         ranking = index.rank(result.emb, args.topk, args.k_chunks)
         answer = {"query": path, "duration_s": round(reader.last_frames / card.frontend.frames_per_s, 2),
                   "chunks": len(result.emb), **ranking.to_dict()}
+        if calibration is not None:      # the score is a cosine similarity: distance 1 - score
+            for work in answer["works"]:
+                work["p_same_work"] = round(float(calibration.probability(1.0 - work["score"])), 4)
         print(json.dumps(answer, ensure_ascii=False) if args.json else format_text(answer), flush=True)
         answered += 1
     return 0 if answered else 1
@@ -87,7 +94,8 @@ def format_text(result: dict) -> str:
     if not result["works"]:
         lines.append("  no match")
     for w in result["works"]:
-        lines.append(f"  {w['rank']:3d}  {w['score']:.4f}  {w['song']}  (best: {w['utt']})")
+        p = f"  p={w['p_same_work']:.3f}" if "p_same_work" in w else ""
+        lines.append(f"  {w['rank']:3d}  {w['score']:.4f}{p}  {w['song']}  (best: {w['utt']})")
     return "\n".join(lines)
 
 
