@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from csi.embed import ChunkPolicy, LoadedModel, embed_records, open_model
+from csi.embed import ChunkPolicy, LoadedModel, best_or_given, embed_records, open_model
 
 
 class HearModel(torch.nn.Module):
@@ -36,11 +36,7 @@ class HearModel(torch.nn.Module):
 
 def load_model(model_dir: str = "", checkpoint: str | int | None = None, device: Any = "auto") -> HearModel:
     """The model of a csi model directory (``g_best`` if there is one, else the latest epoch)."""
-    from pathlib import Path
-
-    if checkpoint is None and (Path(model_dir) / "pt_model" / "g_best").is_file():
-        checkpoint = "g_best"
-    return HearModel(open_model(model_dir, checkpoint, device))
+    return HearModel(open_model(model_dir, best_or_given(model_dir, checkpoint), device))
 
 
 def _chunk_embeddings(audio: torch.Tensor, model: HearModel, policy: ChunkPolicy, batch_size: int):

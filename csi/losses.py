@@ -296,7 +296,7 @@ class SupConLoss(nn.Module):
 
 
 @LOSSES.register("ntxent")
-class NTXentLoss(nn.Module):
+class NTXentLoss(SupConLoss):
     """NT-Xent, the normalised temperature-scaled cross entropy of SimCLR (Chen et al. 2020,
     "A Simple Framework for Contrastive Learning of Visual Representations", eq. 1).
 
@@ -317,10 +317,8 @@ class NTXentLoss(nn.Module):
     promoted to float32.
     """
 
-    input = "embedding"
-
     def __init__(self, temperature: float = 0.1):
-        super().__init__()
+        nn.Module.__init__(self)
         self.temperature = _check_temperature("NTXentLoss", temperature)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -330,10 +328,4 @@ class NTXentLoss(nn.Module):
             bad = {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist()) if c != 2}
             raise ValueError(f"NTXentLoss: every label must occur exactly twice in a batch (two views); "
                              f"label: count {bad or 'empty batch'}; use 'supcon' for M-per-class batches")
-        log_prob = _contrastive_log_prob(embeddings, self.temperature)
-        eye = torch.eye(labels.numel(), dtype=torch.bool, device=log_prob.device)
-        partner = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~eye  # exactly one per row
-        return -log_prob.masked_fill(~partner, 0.0).sum(dim=1).mean()
-
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return super().forward(embeddings, labels)   # one positive per anchor: SupCon's L_out is NT-Xent

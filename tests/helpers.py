@@ -15,3 +15,17 @@ def run_bash(script: str | list[str], cwd: Path | None = None, timeout: float = 
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = ["bash", "-c", script] if isinstance(script, str) else ["bash", *script]
     return subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_coverhunter_config(path: Path) -> Path:
+    """The paper configuration (conf/train/coverhunter.yaml) shrunk to a few training steps of
+    a one-block model on 2-s chunks, written to ``path`` (for recipe tests)."""
+    import yaml
+
+    conf = yaml.safe_load((REPO / "conf" / "train" / "coverhunter.yaml").read_text())
+    conf.pop("chunk_s")                      # the paper's 135 s does not match the tiny chunk
+    conf.update(chunk_frame=[25], mean_size=2, m_per_class=2, batch_size=4, max_steps=3, max_epochs=1,
+                num_workers=0, encoder={"output_dims": 32, "num_blocks": 1, "attention_dim": 32, "num_heads": 2},
+                embed_dim=32)
+    path.write_text(yaml.safe_dump(conf))
+    return path

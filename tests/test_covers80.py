@@ -6,7 +6,7 @@ import soundfile as sf
 
 from csi.io.download import fetch, extract_tar, DownloadError
 from csi.io.manifest import read_manifest
-from tests.helpers import REPO, run_bash
+from tests.helpers import REPO, run_bash, tiny_coverhunter_config
 
 RUN = str(REPO / "egs" / "covers80" / "run.sh")
 
@@ -148,15 +148,8 @@ def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
 def test_stages_3_to_6_with_a_tiny_model_align_fine_tune_and_compare(tmp_path):
     import json
 
-    import yaml
-
     make_tree(tmp_path / "c80", base_s=4)
-    conf = yaml.safe_load((REPO / "conf" / "train" / "coverhunter.yaml").read_text())
-    conf.pop("chunk_s")
-    conf.update(chunk_frame=[25], mean_size=2, m_per_class=2, batch_size=4, max_steps=3, max_epochs=1,
-                num_workers=0, encoder={"output_dims": 32, "num_blocks": 1, "attention_dim": 32, "num_heads": 2},
-                embed_dim=32)
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
+    tiny_coverhunter_config(tmp_path / "tiny.yaml")
     common = ["--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"),
               "--train_config", str(tmp_path / "tiny.yaml")]
     r = run_bash([RUN, "--stage", "1", *common], timeout=600)

@@ -7,7 +7,7 @@ import numpy as np
 import soundfile as sf
 
 from csi.io.manifest import read_manifest
-from tests.helpers import REPO, run_bash
+from tests.helpers import REPO, run_bash, tiny_coverhunter_config
 
 RUN = str(REPO / "egs" / "discogs_vi" / "run.sh")
 NAME = "Discogs-VI-YT-20240701-light.json"
@@ -91,7 +91,6 @@ def test_stage0_url_list_and_fake_downloads(tmp_path):
 def test_stages_1_to_6_with_a_tiny_model(tmp_path):
     """The shared split stages (2-6) on a Discogs-VI-YT tree: features, coarse training,
     alignment, fine training, and both models evaluated on the test split."""
-    import yaml
 
     meta, audio = tmp_path / "meta", tmp_path / "audio"
     meta.mkdir()
@@ -107,12 +106,7 @@ def test_stages_1_to_6_with_a_tiny_model(tmp_path):
                 t = np.arange(sr * 4) / sr
                 sf.write(audio / f"{clique}y{v}.wav", 0.2 * np.sin(2 * np.pi * f0 * (1 + 0.01 * v) * t), sr)
         (meta / f"{NAME}.{split}").write_text(json.dumps(doc))
-    conf = yaml.safe_load((REPO / "conf" / "train" / "coverhunter.yaml").read_text())
-    conf.pop("chunk_s")
-    conf.update(chunk_frame=[25], mean_size=2, m_per_class=2, batch_size=4, max_steps=3, max_epochs=1,
-                num_workers=0, encoder={"output_dims": 32, "num_blocks": 1, "attention_dim": 32, "num_heads": 2},
-                embed_dim=32)
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
+    tiny_coverhunter_config(tmp_path / "tiny.yaml")
     exp = tmp_path / "exp"
     r = run_bash([RUN, "--stage", "1", "--discogs_dir", str(meta), "--audio_dir", str(audio), "--data",
                   str(tmp_path / "data"), "--exp", str(exp), "--train_config", str(tmp_path / "tiny.yaml"),

@@ -7,7 +7,7 @@ import numpy as np
 import soundfile as sf
 
 from csi.io.manifest import read_manifest
-from tests.helpers import REPO, run_bash
+from tests.helpers import REPO, run_bash, tiny_coverhunter_config
 
 RUN = str(REPO / "egs" / "shs100k" / "run.sh")
 
@@ -109,17 +109,11 @@ def test_stage0_downloads_metadata_archive_and_audio(tmp_path):
 def test_stages_1_to_6_tiny_model_and_covers80_with_model_dir(tmp_path):
     """Train on the (fake) SHS100K splits, evaluate its test split and covers80 (--covers80_data),
     then covers80's own recipe with --model_dir (stages 3-5 skipped)."""
-    import yaml
 
     from tests.test_covers80 import make_tree as make_covers80
 
     meta, audio = make_tree(tmp_path, seconds=4.0)
-    conf = yaml.safe_load((REPO / "conf" / "train" / "coverhunter.yaml").read_text())
-    conf.pop("chunk_s")
-    conf.update(chunk_frame=[25], mean_size=2, m_per_class=2, batch_size=4, max_steps=3, max_epochs=1,
-                num_workers=0, encoder={"output_dims": 32, "num_blocks": 1, "attention_dim": 32, "num_heads": 2},
-                embed_dim=32)
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
+    tiny_coverhunter_config(tmp_path / "tiny.yaml")
     c80 = REPO / "egs" / "covers80" / "run.sh"
     make_covers80(tmp_path / "c80", base_s=3)
     r = run_bash([str(c80), "--stage", "1", "--stop_stage", "1", "--covers80_dir", str(tmp_path / "c80"),

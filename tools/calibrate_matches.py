@@ -44,15 +44,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
-    from csi.embed import open_model
+    from csi.embed import best_or_given, open_model
     from csi.env import write_run_info
     from csi.eval.calibration import expected_calibration_error, fit_platt, reliability_plot, split_by_work, top1_matches
     from csi.io.manifest import read_manifest
 
-    checkpoint = args.checkpoint
-    if checkpoint is None and (args.model_dir / "pt_model" / "g_best").is_file():
-        checkpoint = "g_best"
-    loaded = open_model(args.model_dir, checkpoint, args.device)
+    loaded = open_model(args.model_dir, best_or_given(args.model_dir, args.checkpoint), args.device)
     records = read_manifest(args.val_manifest, required=("utt", "song"))
     distance, correct, works = top1_matches(loaded, records, args.batch_size, not args.no_progress)
     fit = split_by_work(works, args.fit_fraction)

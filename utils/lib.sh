@@ -317,6 +317,16 @@ log_coverage() {
   while IFS= read -r line; do log "  $line"; done < "$1"
 }
 
+# Stage 2 for DATA/{train,val,test}: `split_features DATA TRAIN_FEATURES TEST_FEATURES NJ`
+# (train with TRAIN_FEATURES, val and test with TEST_FEATURES), then the leakage check.
+split_features() {
+  local data=$1 train_features=$2 test_features=$3 nj=$4
+  features_stage "$data/train" "$train_features" "$nj"
+  features_stage "$data/val" "$test_features" "$nj"
+  features_stage "$data/test" "$test_features" "$nj"
+  run_tool check_leakage "$data/train/full.txt" "$data/val/full.txt" "$data/test/full.txt"
+}
+
 # Stages 2-6 of a recipe with train/val/test manifests under DATA (stage 1's output):
 # `split_stages DATA EXP TRAIN_CONFIG TRAIN_FEATURES TEST_FEATURES NJ [COVERS80_DATA]`.
 # Features of each split (train with TRAIN_FEATURES), coarse training on train with val as
@@ -329,10 +339,7 @@ split_stages() {
     --set "val.query_path=$data/val/full.txt" --set "val.ref_path=$data/val/full.txt"
     --set "early_stopping.dev_set=val")
   if stage_begin 2 "CQT features"; then
-    features_stage "$data/train" "$train_features" "$nj"
-    features_stage "$data/val" "$test_features" "$nj"
-    features_stage "$data/test" "$test_features" "$nj"
-    run_tool check_leakage "$data/train/full.txt" "$data/val/full.txt" "$data/test/full.txt"
+    split_features "$data" "$train_features" "$test_features" "$nj"
     stage_end
   fi
   if stage_begin 3 "coarse training"; then

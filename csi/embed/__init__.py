@@ -12,12 +12,12 @@ Modules: ``frontend`` (which front end made a model's features), ``card`` (a mod
 directory's self-description, ``config/model_card.yaml``), ``chunks`` (the chunking policy),
 ``reader`` (features of a record), ``embedder`` (batched, streaming chunk embeddings).
 """
-from csi.embed.card import CARD_FILE, LoadedModel, ModelCard, open_model, read_card, write_card
+from csi.embed.card import CARD_FILE, LoadedModel, ModelCard, best_or_given, open_model, read_card, write_card
 from csi.embed.chunks import ChunkPolicy
 from csi.embed.embedder import ChunkEmbeddings, embed_records, embed_stream
 from csi.embed.frontend import FrontEnd, resolve_frontend
 from csi.embed.reader import EmbedInputError, FeatureReader
 
-__all__ = ["CARD_FILE", "ChunkEmbeddings", "ChunkPolicy", "EmbedInputError", "FeatureReader", "FrontEnd",
+__all__ = ["CARD_FILE", "best_or_given", "ChunkEmbeddings", "ChunkPolicy", "EmbedInputError", "FeatureReader", "FrontEnd",
            "LoadedModel", "ModelCard", "embed_records", "embed_stream", "open_model", "read_card",
            "resolve_frontend", "write_card"]

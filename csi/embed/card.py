@@ -128,6 +128,14 @@ class LoadedModel:
                 "checkpoint_sha256": file_sha256(self.checkpoint), **self.card.to_dict()}
 
 
+def best_or_given(model_dir: str | Path, checkpoint: str | int | None) -> str | int | None:
+    """``checkpoint`` as given, else ``g_best`` when the directory has one (the epoch the dev
+    MAP chose), else None (``csi.train.checkpoint.checkpoint_path``: the latest epoch)."""
+    if checkpoint is None and (Path(model_dir) / "pt_model" / "g_best").is_file():
+        return "g_best"
+    return checkpoint
+
+
 def open_model(model_dir: str | Path, checkpoint: str | int | None = None, device: Any = "cpu",
                load: bool = True) -> LoadedModel:
     """The model of ``model_dir`` with its card; ``load=False`` skips building the network

@@ -65,10 +65,7 @@ if stage_begin 1 "JSONL manifests, the corpus's train/val/test split"; then
 fi
 
 if stage_begin 2 "CQT features"; then
-  features_stage "$data/train" "$train_features" "$nj"
-  features_stage "$data/val" "$test_features" "$nj"
-  features_stage "$data/test" "$test_features" "$nj"
-  run_tool check_leakage "$data/train/full.txt" "$data/val/full.txt" "$data/test/full.txt"
+  split_features "$data" "$train_features" "$test_features" "$nj"
   stage_end
 fi
 
