@@ -110,9 +110,10 @@ def top1_matches(loaded, records: list[dict], batch_size: int = 32, progress: bo
     result = embed_records(loaded.model, records, loaded.card.chunking(), loaded.reader(), batch_size,
                            loaded.device, progress=progress)
     keep = [i for i in range(len(records)) if i not in result.failed]
-    renumber = {old: new for new, old in enumerate(keep)}
-    rows = np.isin(result.owner, keep)
-    owner = np.array([renumber[o] for o in result.owner[rows]], dtype=np.int64)
+    renumber = np.full(len(records), -1, dtype=np.int64)
+    renumber[keep] = np.arange(len(keep))
+    rows = renumber[result.owner] >= 0
+    owner = renumber[result.owner[rows]]
     dist = ChunkDistances(result.emb[rows], owner, len(keep), mode="min", device="cpu").full()
     utts = [records[i]["utt"] for i in keep]
     same_q, same_r = same_source_pairs(utts, utts)

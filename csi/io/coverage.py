@@ -17,9 +17,10 @@ from tqdm import tqdm
 
 from csi.io.audio import AudioError, probe
 from csi.io.manifest import Record, works_of, write_manifest
+from csi.io.tree import AUDIO_EXTENSIONS
 from csi.utils import atomic_write_text
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a", ".webm")
+AUDIO_SUFFIXES = AUDIO_EXTENSIONS + (".m4a", ".webm")    # also what YouTube serves
 
 
 @dataclass

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from csi.io.manifest import Record, write_manifest
+from csi.io.tree import AUDIO_EXTENSIONS
 
 SUBSETS = ("benchmark", "coveranalysis")
 METADATA_FILES = {s: f"da-tacos_{s}_subset_metadata.json" for s in SUBSETS}
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+AUDIO_EXTS = AUDIO_EXTENSIONS + (".m4a",)
 ARCHIVE_SUFFIX = {"chroma_cens": "cens"}     # per-feature archive name of a feature key, when not the key
 _PERF_FILE = re.compile(r"^(P_[^_/.]+)(?:_([A-Za-z0-9_]+))?\.h5$")
 
