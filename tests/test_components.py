@@ -106,20 +106,24 @@ def test_registered_components_train_and_evaluate_from_audio(toys, tmp_path, fro
 
     exp = tmp_path / "exp"
     (exp / "config").mkdir(parents=True)
+    fps = 1 / frontend["hop_s"]
     hp = {"model": "toy_mean", "train_path": str(data / "full.txt"),
           "dev": {"query_path": str(data / "full.txt"), "ref_path": str(data / "full.txt")},
           "chunk_frame": [20], "mean_size": 1, "m_per_class": 2, "batch_size": 8, "num_workers": 0,
           "max_epochs": 2, "seed": 1, "device": "cpu", "input_dim": bins, "embed_dim": 16,
           "ce": {"output_dims": "auto"},
           "losses": [{"name": "focal", "weight": 1.0, "gamma": 0.0}, {"name": "toy_spread", "weight": 0.5}]}
+    segments = frontend["name"] == "toy_bands"     # a segment model: overlapping chunks, best pairs
+    if segments:
+        hp["matching"] = {"hop_s": 10 / fps, "distance": "best_pairs", "best_k": 2}
     (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp))
     assert train.main([str(exp)]) == 0
 
     card = yaml.safe_load((exp / "config" / "model_card.yaml").read_text())
-    fps = 1 / frontend["hop_s"]
     assert card["model"] == "toy_mean" and card["frontend"]["name"] == frontend["name"]
     assert card["frontend"]["params"]["sr"] == SR and card["frontend"]["frames_per_s"] == pytest.approx(fps)
     assert card["chunk_s"] == pytest.approx(20 / fps) and card["input_dim"] == bins
+    assert card["matching"] == (hp["matching"] if segments else {"hop_s": None, "distance": "min", "best_k": 3})
 
     # the same recordings from audio (front end of the model card) and from stored features
     loaded = open_model(exp, device="cpu")
@@ -136,6 +140,8 @@ def test_registered_components_train_and_evaluate_from_audio(toys, tmp_path, fro
                               "--device", "cpu", "--no_progress"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["failed"] == 0 and metrics["frontend"] == frontend["name"] and 0 < metrics["MAP"] <= 1
+    assert metrics["distance"] == card["matching"]["distance"]          # the model's own track comparison
+    assert metrics["hop_frames"] == (10 if segments else 20)
 
     assert build_index.main([str(exp), str(manifest), str(tmp_path / "index"), "--no_progress"]) == 0
     index_info = json.loads((tmp_path / "index" / "index.json").read_text())

@@ -11,7 +11,8 @@ MODEL_DIR/config/model_card.yaml; the CoverHunter CQT for a reference directory 
 protocol: each track ranks every other one. A track whose features or audio cannot be used
 is reported (``failed.tsv``) and left out, never fatal. Each track is cut into chunks of
 ``--chunk_s`` seconds (default the model's training chunk, from its card) every
-``--hop_s`` (default no overlap; the last chunk is aligned to the end); the distance of two
+``--hop_s`` (default the card's ``matching.hop_s``, else no overlap; the last chunk is aligned
+to the end); by default tracks are compared as the card's ``matching`` says; the distance of two
 tracks is the smallest cosine distance of their chunks (``--distance min``), the mean of the
 ``--best_pairs_k`` best chunk pairs taken without replacement (``--distance best_pairs``, the
 reduction of segment models, CLEWS), or with ``--distance mean`` (``--mean_embedding``) the
@@ -62,10 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank the tempo copies (sp_<k>-<utt>) of a query's recording; by default they are "
                         "excluded like the query itself")
     p.add_argument("--chunk_s", type=float, help="chunk length in seconds (default: the model's training chunk)")
-    p.add_argument("--hop_s", type=float, help="chunk hop in seconds (default: chunk_s, no overlap)")
-    p.add_argument("--distance", choices=("min", "mean", "best_pairs"), default="min",
-                   help="track distance from chunk distances (csi.eval.distance)")
-    p.add_argument("--best_pairs_k", type=int, default=3, help="pairs averaged by --distance best_pairs")
+    p.add_argument("--hop_s", type=float, help="chunk hop in seconds (default: the card's matching.hop_s for the "
+                                                "training chunk, else chunk_s: no overlap)")
+    p.add_argument("--distance", choices=("min", "mean", "best_pairs"),
+                   help="track distance from chunk distances (csi.eval.distance; default: the model card's "
+                        "matching.distance, min for CoverHunter)")
+    p.add_argument("--best_pairs_k", type=int, help="pairs averaged by --distance best_pairs (default: the card's)")
     p.add_argument("--mean_embedding", action="store_true", help="the same as --distance mean")
     p.add_argument("--batch_size", type=int, default=32)
     add_device_arg(p)

@@ -8,6 +8,7 @@ to ``config/hparams.yaml``: what a consumer needs to embed new audio with the mo
     mean_size: 2                # stored frames averaged into one model frame
     chunk_frames: 500           # stored frames of the training chunk (chunk_frame[0] × mean_size)
     chunk_s: 20.0
+    matching: {hop_s: null, distance: min, best_k: 3}   # how recordings are compared (csi.embed.matching)
     frontend: {name: coverhunter_cqt, params: {sr: 16000, hop_s: 0.04, ...},
                frames_per_s: 25.0, n_bins: 96, pad_value: -100.0}
 
@@ -25,6 +26,7 @@ import yaml
 
 from csi.embed.chunks import ChunkPolicy
 from csi.embed.frontend import COVERHUNTER_CQT, FrontEnd, resolve_frontend
+from csi.embed.matching import Matching
 from csi.registry import ConfigError
 from csi.utils import atomic_write_text, file_sha256
 
@@ -42,6 +44,7 @@ class ModelCard:
     mean_size: int
     chunk_frames: int
     frontend: FrontEnd
+    matching: Matching = Matching()
 
     @property
     def chunk_s(self) -> float:
@@ -52,8 +55,11 @@ class ModelCard:
 
     def chunking(self, chunk_s: float | None = None, hop_s: float | None = None) -> ChunkPolicy:
         """Chunks of ``chunk_s`` seconds (default: the training chunk) every ``hop_s``
-        (default: ``chunk_s``, no overlap), in the front end's frames."""
+        (default: the card's ``matching.hop_s`` for the training chunk, else ``chunk_s``, no
+        overlap), in the front end's frames."""
         chunk_frames = self.chunk_frames if chunk_s is None else self.seconds_to_frames(chunk_s)
+        if hop_s is None and chunk_s is None:
+            hop_s = self.matching.hop_s
         hop_frames = chunk_frames if hop_s is None else self.seconds_to_frames(hop_s)
         try:
             return ChunkPolicy(chunk_frames, hop_frames, self.mean_size, self.frontend.pad_value)
@@ -64,14 +70,16 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "input_dim": self.input_dim, "embed_dim": self.embed_dim,
                 "num_classes": self.num_classes, "mean_size": self.mean_size, "chunk_frames": self.chunk_frames,
-                "chunk_s": round(self.chunk_s, 6), "frontend": self.frontend.to_dict()}
+                "chunk_s": round(self.chunk_s, 6), "matching": self.matching.to_dict(),
+                "frontend": self.frontend.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str) -> "ModelCard":
         try:
             return cls(str(d["model"]), int(d["input_dim"]), int(d["embed_dim"]),
                        None if d.get("num_classes") is None else int(d["num_classes"]), int(d["mean_size"]),
-                       int(d["chunk_frames"]), FrontEnd.from_dict(d["frontend"], f"{where}: frontend"))
+                       int(d["chunk_frames"]), FrontEnd.from_dict(d["frontend"], f"{where}: frontend"),
+                       Matching.from_dict(d.get("matching"), where))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{where}: malformed model card ({type(e).__name__}: {e})") from None
 

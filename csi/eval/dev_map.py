@@ -1,6 +1,7 @@
 """MAP of a model on a query/reference set, in memory (the dev MAP of training, benchmarks):
-chunk embeddings through the one embedding path (csi.embed), the distance of two tracks the
-minimum cosine distance over their chunk pairs (CoverHunter's evaluation, csi.eval.distance)."""
+chunk embeddings through the one embedding path (csi.embed), the distance of two tracks by
+default the minimum cosine distance over their chunk pairs (CoverHunter's evaluation), or the
+model's own track distance (``distance``/``best_k``, csi.eval.distance)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -21,7 +22,7 @@ def track_distances(q_emb, q_owner, n_queries: int, r_emb, r_owner, n_refs: int)
 
 def evaluate_map(model: torch.nn.Module, queries: Sequence[Mapping[str, Any]], refs: Sequence[Mapping[str, Any]],
                  policy: ChunkPolicy, reader: FeatureReader, batch_size: int = 32, device: Any = "cpu", *,
-                 keep_tempo_copies: bool = False) -> float:
+                 keep_tempo_copies: bool = False, distance: str = "min", best_k: int = 3) -> float:
     """MAP of ``queries`` against ``refs`` (relevance: same ``song``). A query never ranks its
     own recording: references with the same source recording (itself and its tempo copies
     ``sp_<k>-<utt>``, csi.eval.metrics.same_source_pairs) are excluded, or with
@@ -33,8 +34,9 @@ def evaluate_map(model: torch.nn.Module, queries: Sequence[Mapping[str, Any]], r
     keep_q = np.setdiff1d(np.arange(len(queries)), list(q.failed))
     keep_r = np.setdiff1d(np.arange(len(refs)), list(r.failed))
     q_emb, q_owner = _renumber(q, keep_q)
-    distances = ChunkDistances(q_emb, q_owner, len(keep_q), mode="min", device=device) if same else \
-        ChunkDistances(q_emb, q_owner, len(keep_q), *_renumber(r, keep_r), len(keep_r), mode="min", device=device)
+    how = dict(mode=distance, best_k=best_k, device=device)
+    distances = ChunkDistances(q_emb, q_owner, len(keep_q), **how) if same else \
+        ChunkDistances(q_emb, q_owner, len(keep_q), *_renumber(r, keep_r), len(keep_r), **how)
     exclude = same_source_pairs([queries[i]["utt"] for i in keep_q], [refs[j]["utt"] for j in keep_r],
                                 keep_tempo_copies=keep_tempo_copies)
     result = retrieval_metrics(distances, [queries[i]["song"] for i in keep_q], [refs[j]["song"] for j in keep_r],

@@ -26,11 +26,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from csi.embed.matching import DISTANCES as MODES
 from csi.utils import resolve_device
 
 __all__ = ["ChunkDistances", "MODES", "track_mean_embeddings", "naive_track_distances", "resolve_device"]
 
-MODES = ("min", "mean", "best_pairs")
 DEFAULT_BLOCK_ELEMENTS = 1 << 26   # chunk-pair similarities per matrix product (256 MB in float32)
 
 

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t_start = time.time()
     model_dir = args.model_dir
-    if args.batch_size < 1 or args.bootstrap < 0 or args.num_workers < 0 or args.best_pairs_k < 1:
+    if args.batch_size < 1 or args.bootstrap < 0 or args.num_workers < 0 or (args.best_pairs_k or 1) < 1:
         raise EvalError("--batch_size and --best_pairs_k must be >= 1, --bootstrap and --num_workers >= 0")
     if args.baselines:
         from csi.eval.baselines import BaselineError, resolve_systems
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     card, ckpt_file, device = loaded.card, loaded.checkpoint, loaded.device
     ckpt_name = ckpt_file.name
     policy = card.chunking(args.chunk_s, args.hop_s)
+    matching = card.matching.with_overrides(distance="mean" if args.mean_embedding else args.distance,
+                                            best_k=args.best_pairs_k)
     settings = {"chunk_s": policy.chunk_frames / card.frontend.frames_per_s,
                 "hop_s": policy.hop_frames / card.frontend.frames_per_s, **policy.to_dict(),
                 "frontend": card.frontend.name, "frames_per_s": card.frontend.frames_per_s}
@@ -183,13 +185,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"({len(failed)} tracks failed; see the log)")
     t0 = time.time()
     q_emb, q_owner = stack(q_keep)
-    mode = "mean" if args.mean_embedding else args.distance
+    mode = matching.distance
     if all_vs_all and not distractors:
-        distances = ChunkDistances(q_emb, q_owner, len(q_keep), mode=mode, device=device, best_k=args.best_pairs_k)
+        distances = ChunkDistances(q_emb, q_owner, len(q_keep), mode=mode, device=device, best_k=matching.best_k)
     else:
         r_emb, r_owner = stack(r_keep)
         distances = ChunkDistances(q_emb, q_owner, len(q_keep), r_emb, r_owner, len(r_keep), mode=mode, device=device,
-                                   best_k=args.best_pairs_k)
+                                   best_k=matching.best_k)
     q_pos = {r["utt"]: i for i, r in enumerate(q_keep)}
     r_pos = {r["utt"]: j for j, r in enumerate(r_keep)}
     same_q, same_r = same_source_pairs([r["utt"] for r in q_keep], [r["utt"] for r in r_keep],
@@ -235,7 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    for utt, reason in failed.items()]
     summary = dict(result.metrics)
     summary.update({
-        "protocol": "all-vs-all" if all_vs_all else "query-vs-reference", "distance": mode, **({"best_pairs_k": args.best_pairs_k} if mode == "best_pairs" else {}),
+        "protocol": "all-vs-all" if all_vs_all else "query-vs-reference", "distance": mode,
+        **({"best_pairs_k": matching.best_k} if mode == "best_pairs" else {}),
         "references_distractors": n_distractors, "excluded_pairs": len(pairs),
         "failed": len(failed), "failed_queries": sum(1 for r in queries if r["utt"] in failed),
         "failed_references": sum(1 for r in all_refs if r["utt"] in failed),

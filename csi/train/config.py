@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Optional
 
 from csi.utils import check_device_name
 from csi.config import from_dict, to_dict
+from csi.embed.matching import Matching
 from csi.models import model_keys
 from csi.registry import ConfigError
 
@@ -116,6 +117,8 @@ class TrainConfig:
     early_stopping: Optional[EarlyStopping] = None
     fine: Optional[FineConfig] = None          # stage 5: aligned chunks from a coarse model
     dev_chunk_s: Optional[float] = None        # dev embedding chunk; default chunk_frame[0] frames
+    matching: Optional[Matching] = None        # segment hop and track distance (csi.embed.matching),
+                                               # written to the model card; default: chunks, min
     device: str = "auto"                       # auto (cuda when available), cpu, cuda, cuda:N
 
     IGNORED_KEYS: ClassVar[dict[str, str]] = {

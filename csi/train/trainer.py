@@ -22,7 +22,7 @@ from csi.data.aligned import AlignedChunkDataset, AnchoredSampler
 from csi.data.dataset import ChunkDataset, collate
 from csi.data.sampler import MPerClassSampler
 from csi.data.specaug import SpecAugment
-from csi.embed import FeatureReader, ModelCard, write_card
+from csi.embed import FeatureReader, Matching, ModelCard, write_card
 from csi.embed.frontend import COVERHUNTER_CQT, FrontEnd, resolve_frontend, store_frontend
 from csi.eval.dev_map import evaluate_map
 from csi.io.manifest import read_manifest
@@ -149,7 +149,8 @@ class Trainer:
                               int(self.model.output_size),
                               self.n_classes, cfg.mean_size, int(cfg.chunk_frame[0]) * cfg.mean_size,
                               training_frontend(records, [r for q, refs, _ in self.dev_sets.values() for r in q + refs],
-                                                cfg.train_path))
+                                                cfg.train_path),
+                              cfg.matching or Matching())
         check_reference_keys(cfg, self.card.frontend)
         self.dev_chunking = self.card.chunking(cfg.dev_chunk_s)
         self.dev_reader = FeatureReader(self.card.frontend, self.card.input_dim)
@@ -373,7 +374,8 @@ class Trainer:
                     continue
                 t0 = time.time()
                 maps[name] = evaluate_map(self.model, queries, refs, self.dev_chunking, self.dev_reader,
-                                          batch_size=self.cfg.batch_size, device=self.ctx.device)
+                                          batch_size=self.cfg.batch_size, device=self.ctx.device,
+                                          distance=self.card.matching.distance, best_k=self.card.matching.best_k)
                 log.info("epoch %d dev %s: MAP %.4f (%d queries, %.1f s)", epoch, name, maps[name], len(queries),
                          time.time() - t0)
                 self._scalars({f"mAP/{name}": maps[name]}, step=epoch)
