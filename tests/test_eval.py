@@ -514,6 +514,28 @@ def test_best_pairs_distance_matches_the_greedy_reference(best_k):
         assert np.allclose(got, naive_track_distances(qe, qo, 6, re, ro, 5, mode="min"), atol=1e-5)
 
 
+@pytest.mark.parametrize("best_k", [2, 3, 5])
+def test_best_pairs_with_many_segments_ties_and_hubs(best_k):
+    """More reference tracks of one count than a tile, 1-12 segments, repeated segments (exact ties) and
+    a hub segment close to everything: the same as the naive greedy."""
+    rng = np.random.default_rng(7)
+    counts_q = rng.integers(1, 13, 5)
+    counts_r = np.concatenate([rng.integers(1, 13, 30), rng.integers(3, 5, 90)])   # 45 tracks a count: 2 tiles
+    hub = rng.normal(size=8)
+    def segments(n):
+        e = rng.normal(size=(n, 8)) + 1.5 * hub
+        e[rng.random(n) < 0.2] = e[0]                      # repeated segments: tied similarities
+        return e
+    qe = segments(counts_q.sum()).astype(np.float32)
+    re = segments(counts_r.sum()).astype(np.float32)
+    qe /= np.linalg.norm(qe, axis=1, keepdims=True)
+    re /= np.linalg.norm(re, axis=1, keepdims=True)
+    qo, ro = np.repeat(np.arange(5), counts_q), rng.permutation(np.repeat(np.arange(120), counts_r))
+    got = ChunkDistances(qe, qo, 5, re, ro, 120, mode="best_pairs", best_k=best_k, block_elements=5000).full()
+    want = naive_track_distances(qe, qo, 5, re, ro, 120, mode="best_pairs", best_k=best_k)
+    assert np.allclose(got, want, atol=1e-5)
+
+
 def test_cli_best_pairs_distance(tiny):
     rc, m, out = _run(tiny, "--distance", "best_pairs", "--best_pairs_k", "2", "--hop_s", "0.8", out="best")
     assert rc == 0 and m["distance"] == "best_pairs" and m["best_pairs_k"] == 2 and 0 < m["MAP"] <= 1

@@ -32,6 +32,7 @@ from csi.utils import resolve_device
 __all__ = ["ChunkDistances", "MODES", "track_mean_embeddings", "naive_track_distances", "resolve_device"]
 
 DEFAULT_BLOCK_ELEMENTS = 1 << 26   # chunk-pair similarities per matrix product (256 MB in float32)
+BEST_PAIRS_TILE = 32               # reference tracks a tile in the best-pairs layout (see _Layout.tiled_rows)
 
 
 def _as_tensor(x, device: torch.device) -> torch.Tensor:
@@ -72,6 +73,21 @@ class _Layout:
         every track, then the second..., so that the maximum over a track's chunks is an
         elementwise maximum of ``c`` contiguous slices."""
         return self.chunk_order[(np.arange(c)[:, None] + self.track_offset[tracks][None, :]).ravel()]
+
+    def tiled_rows(self, tracks: np.ndarray, c: int, tile: int) -> np.ndarray:
+        """Chunk rows of ``tracks`` (all with ``c`` chunks) in tiles of ``tile`` tracks, each
+        tile chunk-major (the first chunk of its tracks, then the second...), the last tile
+        padded with row -1: the best-pairs layout, where a track's best chunk over the
+        other's is a maximum over a middle axis with ``tile`` contiguous values, and a
+        track's ``c`` similarities to one chunk lie within one tile."""
+        tile = min(tile, len(tracks))
+        n_pad = -(-len(tracks) // tile) * tile
+        starts = np.full(n_pad, -1, dtype=np.int64)
+        starts[:len(tracks)] = self.track_offset[tracks]
+        grid = starts.reshape(-1, 1, tile) + np.arange(c)[None, :, None]        # (tiles, c, tile)
+        rows = self.chunk_order[np.clip(grid, 0, None)]
+        rows[np.broadcast_to(starts.reshape(-1, 1, tile) < 0, grid.shape)] = -1
+        return rows.ravel()
 
     def groups(self, tracks: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """``[(c, positions in tracks)]`` for each chunk count c > 0 among ``tracks``."""
@@ -122,16 +138,21 @@ class ChunkDistances:
         rows, tracks_in_order = [], []
         at = 0
         for c, tracks in self.r_layout.groups(np.arange(self.n_refs)):
-            rows.append(self.r_layout.chunk_rows(tracks, c))
+            group_rows = self.r_layout.tiled_rows(tracks, c, BEST_PAIRS_TILE) if mode == "best_pairs" \
+                else self.r_layout.chunk_rows(tracks, c)
+            rows.append(group_rows)
             tracks_in_order.append(tracks)
             self._r_groups.append((c, at, len(tracks)))
-            at += c * len(tracks)
+            at += len(group_rows)
         order = np.concatenate(tracks_in_order) if tracks_in_order else np.zeros(0, dtype=np.int64)
         self._n_ref_chunks = at
         chunk_rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         identity = len(order) == self.n_refs and np.array_equal(order, np.arange(self.n_refs))
-        self._r_grouped = self.r_emb if identity and np.array_equal(chunk_rows, np.arange(len(self.r_emb))) \
-            else self.r_emb[torch.from_numpy(chunk_rows).to(self.device)]
+        if identity and np.array_equal(chunk_rows, np.arange(len(self.r_emb))):
+            self._r_grouped = self.r_emb
+        else:                                                  # padding rows (-1, best_pairs tiles) are zero
+            padded = torch.cat([self.r_emb, torch.zeros(1, self.r_emb.shape[1], device=self.device)])
+            self._r_grouped = padded[torch.from_numpy(chunk_rows).to(self.device)]
         column = np.full(self.n_refs, len(order), dtype=np.int64)
         column[order] = np.arange(len(order))
         self._r_column = None if identity else torch.from_numpy(column).to(self.device)
@@ -204,22 +225,18 @@ class ChunkDistances:
         return self._sim_buffer[:rows]
 
     def _reduce_best_pairs(self, sims: torch.Tensor, c_q: int, n_q: int) -> torch.Tensor:
-        """(c_q * n_q chunk-major query rows, ref chunks) similarities → (n_q, n_refs) mean of
-        the ``k`` best pairs without replacement of every (query track, reference track)."""
+        """(c_q * n_q chunk-major query rows, ref chunks in best-pairs tiles) similarities →
+        (n_q, n_refs) mean of the ``k`` best pairs without replacement of every (query track,
+        reference track)."""
         extra = 0 if self._r_column is None else 1
         result = torch.empty(n_q, self.n_refs + extra, device=sims.device)
         col = 0
         for c_r, at, n_r in self._r_groups:
-            block = sims[:, at:at + c_r * n_r].reshape(c_q, n_q, c_r, n_r).permute(1, 3, 0, 2).clone()
-            k = min(self.best_k, c_q, c_r)
-            total = torch.zeros(n_q, n_r, device=sims.device)
-            for _ in range(k):
-                value, index = block.reshape(n_q, n_r, -1).max(dim=-1)
-                total += value
-                used_q, used_r = (index // c_r)[..., None, None], (index % c_r)[..., None, None]
-                block.scatter_(2, used_q.expand(n_q, n_r, 1, c_r), float("-inf"))
-                block.scatter_(3, used_r.expand(n_q, n_r, c_q, 1), float("-inf"))
-            result[:, col:col + n_r] = total / k
+            tile = min(BEST_PAIRS_TILE, n_r)
+            n_pad = -(-n_r // tile) * tile
+            pair_sims = _greedy_best_pairs(sims[:, at:at + c_r * n_pad], c_q, n_q, c_r, n_pad // tile, tile,
+                                           min(self.best_k, c_q, c_r))
+            result[:, col:col + n_r] = pair_sims[:, :n_r]
             col += n_r
         if self._r_column is None:
             return result
@@ -244,6 +261,41 @@ class ChunkDistances:
             return result
         result[:, col:] = float("-inf")
         return result.index_select(1, self._r_column)
+
+
+def _greedy_best_pairs(block: torch.Tensor, c_q: int, n_q: int, c_r: int, tiles: int, tile: int,
+                       k: int) -> torch.Tensor:
+    """(n_q, tiles * tile) mean similarity of the ``k`` best segment pairs without
+    replacement of every (query track, reference track) of one block; ``block`` is
+    overwritten (it is the products' scratch buffer).
+
+    ``block`` (c_q * n_q, tiles * c_r * tile): ``block[a * n_q + q, (t * c_r + b) * tile + s]``
+    is segment a of query q against segment b of reference ``t * tile + s``
+    (ChunkDistances' best-pairs layout). A step takes, for every track pair at once, each
+    query segment's best similarity (one maximum over the block's middle axis, ``tile``
+    contiguous values), the best of these, and the reference segment where it is attained
+    (ties: the lowest query, then reference segment, as the naive greedy sorting by
+    (distance, a, b)); the two segments are then struck out (set to -inf) for the next
+    step. A segment that is a close match for all others (a "hub", common in real
+    recordings) makes lazy bound updates recompute nearly everything, so the steps
+    recompute the maxima outright: k passes over the block and the strikes.
+    """
+    neg_inf = float("-inf")
+    n_pairs = n_q * tiles * tile
+    cells = block.view(c_q, n_q, tiles, c_r, tile)                     # [a, q, t, b, s]
+    pair_q = torch.arange(n_q, device=block.device).repeat_interleave(tiles * tile)
+    pair_t = torch.arange(tiles, device=block.device).repeat_interleave(tile).repeat(n_q)
+    pair_s = torch.arange(tile, device=block.device).repeat(n_q * tiles)
+    total = torch.zeros(n_pairs, device=block.device)
+    for step in range(k):
+        value, a = cells.amax(dim=3).view(c_q, n_pairs).max(dim=0)
+        total += value
+        if step == k - 1:
+            break
+        b = cells[a, pair_q, pair_t, :, pair_s].argmax(dim=1)
+        cells[a, pair_q, pair_t, :, pair_s] = neg_inf
+        cells[:, pair_q, pair_t, b, pair_s] = neg_inf
+    return (total / k).view(n_q, tiles * tile)
 
 
 def naive_track_distances(q_emb, q_owner, n_queries: int, r_emb, r_owner, n_refs: int,
