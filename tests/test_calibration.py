@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from csi.eval.calibration import Calibration, expected_calibration_error, fit_platt
+from csi.eval.calibration import Calibration, CalibrationMismatch, expected_calibration_error, fit_isotonic, fit_platt
 
 
 def test_platt_fit_recovers_a_logistic_relation_and_ece_tells_calibration():
@@ -21,6 +21,41 @@ def test_platt_fit_recovers_a_logistic_relation_and_ece_tells_calibration():
     assert expected_calibration_error(np.full(2000, 0.95), y[2000:]) > 0.3      # overconfident
     with pytest.raises(ValueError, match="both right and wrong"):
         fit_platt(d[:10], np.ones(10))
+
+
+def test_isotonic_fit_is_monotone_and_calibrated():
+    rng = np.random.default_rng(1)
+    d = rng.uniform(0, 0.6, 4000)
+    truth = np.where(d < 0.2, 0.9, np.where(d < 0.35, 0.5, 0.05))          # a step, not a logistic
+    y = rng.random(4000) < truth
+    iso, platt = fit_isotonic(d[:2000], y[:2000]), fit_platt(d[:2000], y[:2000])
+    grid = np.linspace(-0.1, 0.8, 500)
+    p = iso.probability(grid)
+    assert np.all(np.diff(p) <= 1e-12) and p.min() >= 0 and p.max() <= 1    # closer: never less likely
+    assert np.all(np.diff(platt.probability(grid)) < 0)
+    assert iso.probability(0.1) == pytest.approx(0.9, abs=0.05) and iso.probability(0.5) == pytest.approx(0.05, abs=0.04)
+    ece_iso = expected_calibration_error(iso.probability(d[2000:]), y[2000:])
+    assert ece_iso < 0.04 and ece_iso < expected_calibration_error(platt.probability(d[2000:]), y[2000:])
+    pooled = fit_isotonic(np.array([0.1, 0.2, 0.3, 0.4]), np.array([1, 0, 1, 0]))   # violators pooled
+    assert [k[1] for k in pooled.knots] == [1.0, 0.5, 0.0]
+
+
+def test_calibration_of_another_model_or_distance_is_refused(tmp_path):
+    model = {"checkpoint_sha256": "a" * 64, "model_dir": "/m"}
+    cal = fit_platt(np.array([0.1, 0.2, 0.5, 0.6]), np.array([1, 1, 0, 0])).with_source(
+        model, {"hop_s": None, "distance": "min", "best_k": 3})
+    cal.save(tmp_path)
+    again = Calibration.load(tmp_path)
+    again.check(model, {"hop_s": None, "distance": "min", "best_k": 3}, "cal")
+    with pytest.raises(CalibrationMismatch, match="another model"):
+        again.check({"checkpoint_sha256": "b" * 64}, {"distance": "min", "best_k": 3}, "cal")
+    with pytest.raises(CalibrationMismatch, match="fitted on the min distance"):
+        again.check(model, {"distance": "best_pairs", "best_k": 3}, "cal")
+    with pytest.raises(CalibrationMismatch, match="no model recorded"):
+        Calibration(1.0, -5.0, 10).check(model, {"distance": "min", "best_k": 3}, "cal")
+    (tmp_path / "calibration.json").write_text('{"slope": 3}')
+    with pytest.raises(CalibrationMismatch, match="not a calibration file"):
+        Calibration.load(tmp_path)
 
 
 def test_tool_writes_calibration_that_identify_prints(tmp_path, capsys):
@@ -64,3 +99,13 @@ def test_tool_writes_calibration_that_identify_prints(tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     p = [w["p_same_work"] for w in answer["works"]]
     assert all(0 <= x <= 1 for x in p) and p == sorted(p, reverse=True)          # closer: more likely
+    assert cal.model["checkpoint_sha256"] and cal.matching["distance"] == "min"
+
+    # the index's model changes (another checkpoint): the calibration is refused with the reason
+    torch.save({"generator": build_model(hp).state_dict()}, model / "pt_model" / "g_00000000")
+    other = tmp_path / "index2"
+    assert build_index.main([str(model), str(manifest), str(other), "--no_progress", "--device", "cpu"]) == 0
+    (other / "calibration.json").write_text((index / "calibration.json").read_text())
+    capsys.readouterr()
+    assert identify.main([str(other), records[0]["wav"], "--device", "cpu"]) == 1
+    assert "fitted for another model" in capsys.readouterr().err

@@ -146,6 +146,8 @@ def test_registered_components_train_and_evaluate_from_audio(toys, tmp_path, fro
     assert build_index.main([str(exp), str(manifest), str(tmp_path / "index"), "--no_progress"]) == 0
     index_info = json.loads((tmp_path / "index" / "index.json").read_text())
     assert index_info["model"]["frontend"]["name"] == frontend["name"]
+    assert index_info["model"]["matching"] == card["matching"] and index_info["model"]["hop_frames"] == (
+        10 if segments else 20)                                       # identify scores as the model says
     assert identify.main([str(tmp_path / "index"), records[0]["wav"], "--json", "--topk", "2"]) == 0
 
 

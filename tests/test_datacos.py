@@ -3,8 +3,6 @@ root datasets, nested dicts as groups, strings as root attributes), metadata JSO
 and the benchmark protocol, the crema import into the feature store with the datacos_pcp
 front end (bad files in bad.txt), the Siamese PCP model, Lookahead, and the recipe."""
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest

@@ -87,6 +87,32 @@ def test_aggregation_to_recordings_and_works():
     assert aggregate(scores[:, :0], ids[:, :0], owner, recording_song, utts, songs).works == []
 
 
+@pytest.mark.parametrize("kind, atol", [("flat", 1e-5), ("hnsw", 1e-5), ("ivfpq", 0.1)])
+@pytest.mark.parametrize("distance", ["best_pairs", "mean"])
+def test_rank_by_the_models_track_distance(kind, atol, distance):
+    """With a best-pairs (or mean) model, the recordings hit are scored 1 - distance over all
+    their stored chunks: the same as the evaluation's distance (exact up to PQ decoding)."""
+    from csi.embed import Matching
+    from csi.eval.distance import naive_track_distances
+
+    data = clustered_vectors(1200, dim=32, seed=3)
+    owners = np.arange(1200) // 10
+    index = ChunkIndex.build(data, owners, records_for(owners, per_work=3), kind=kind)
+    query = data[30:36] + 0.05 * np.random.default_rng(0).normal(size=(6, 32)).astype(np.float32)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    matching = Matching(None, distance, 3)
+    ranking = index.rank(query, topk=None, k_chunks=50, matching=matching)
+    want = naive_track_distances(query, np.zeros(6, int), 1, data, owners, 120, mode=distance, best_k=3)[0]
+    got = {m.utt: m.score for m in ranking.recordings}
+    assert ranking.recordings[0].utt == "r3" and len(got) > 3
+    for utt, score in got.items():
+        assert score == pytest.approx(1 - want[int(utt[1:])], abs=atol)
+    scores = [m.score for m in ranking.recordings]
+    assert scores == sorted(scores, reverse=True) and ranking.works[0].song == "w1"
+    plain = index.rank(query, topk=5, k_chunks=50)             # min: each recording's best chunk hit
+    assert plain.recordings[0].utt == "r3"
+
+
 @pytest.mark.parametrize("kind", ["flat", "ivfpq", "hnsw"])
 def test_save_load_round_trip(tmp_path, kind):
     data = clustered_vectors(1200, dim=32, seed=2)

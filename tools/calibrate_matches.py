@@ -1,12 +1,15 @@
 """Calibrated matches: fit P(best match is of the same work | distance) on a validation set.
 
-    python3 -m tools.calibrate_matches MODEL_DIR VAL_MANIFEST OUT_DIR [--fit_fraction 0.5]
-        [--checkpoint C] [--batch_size N] [--device D] [--no_progress]
+    python3 -m tools.calibrate_matches MODEL_DIR VAL_MANIFEST OUT_DIR [--method platt|isotonic]
+        [--fit_fraction 0.5] [--checkpoint C] [--batch_size N] [--device D] [--no_progress]
 
 Every recording of VAL_MANIFEST (works never trained on) queries the others through the one
-embedding path; the top-1 distance and whether it is of the same work are recorded. A
-logistic (Platt) map is fitted on the queries of ``--fit_fraction`` of the works (fixed by a
-hash of the work id) and its expected calibration error measured on the others. Writes
+embedding path and the model's own track distance (its card's ``matching``); the top-1
+distance and whether it is of the same work are recorded. A logistic (Platt) or isotonic
+map (``--method``; both are fitted and reported) is fitted on the queries of
+``--fit_fraction`` of the works (fixed by a hash of the work id) and its expected
+calibration error measured on the others. The file names the model's checkpoint and the
+distance: identify refuses it for another model or distance. Writes
 OUT_DIR/calibration.json (pass an index directory as OUT_DIR: ``tools.identify`` then prints
 ``p_same_work`` per hit), reliability.png and calibrate_matches.yaml, and prints one JSON
 line. Exit status 0; 1 on bad input; 2 on a usage error.
@@ -26,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", type=Path)
     p.add_argument("val_manifest", type=Path)
     p.add_argument("out_dir", type=Path)
+    p.add_argument("--method", choices=("platt", "isotonic"), default="platt", help="the map written")
     p.add_argument("--fit_fraction", type=float, default=0.5, help="share of the works the map is fitted on")
     p.add_argument("--checkpoint", help="epoch or file in MODEL_DIR/pt_model (default: g_best, else the latest)")
     p.add_argument("--batch_size", type=int, default=32)
@@ -46,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 def calibrate(args: argparse.Namespace) -> int:
     from csi.embed import best_or_given, open_model
     from csi.env import write_run_info
-    from csi.eval.calibration import expected_calibration_error, fit_platt, reliability_plot, split_by_work, top1_matches
+    from csi.eval.calibration import (expected_calibration_error, fit_isotonic, fit_platt, reliability_plot,
+                                      split_by_work, top1_matches)
     from csi.io.manifest import read_manifest
 
     loaded = open_model(args.model_dir, best_or_given(args.model_dir, args.checkpoint), args.device)
@@ -55,13 +60,20 @@ def calibrate(args: argparse.Namespace) -> int:
     fit = split_by_work(works, args.fit_fraction)
     if fit.all() or not fit.any():
         raise ValueError(f"{args.val_manifest}: too few works to hold some out ({len(set(works))})")
-    calibration = fit_platt(distance[fit], correct[fit])
-    p_fit, p_out = calibration.probability(distance[fit]), calibration.probability(distance[~fit])
-    figures = {"ece_heldout": round(expected_calibration_error(p_out, correct[~fit]), 4),
-               "ece_fit": round(expected_calibration_error(p_fit, correct[fit]), 4),
-               "top1_accuracy_heldout": round(float(correct[~fit].mean()), 4),
-               "queries_fit": int(fit.sum()), "queries_heldout": int((~fit).sum()),
-               "a": round(calibration.a, 4), "b": round(calibration.b, 4)}
+    fitted = {"platt": fit_platt(distance[fit], correct[fit]), "isotonic": fit_isotonic(distance[fit], correct[fit])}
+    figures = {}
+    for method, cal in fitted.items():
+        suffix = "" if method == args.method else f"_{method}"
+        figures[f"ece_heldout{suffix}"] = round(expected_calibration_error(cal.probability(distance[~fit]),
+                                                                           correct[~fit]), 4)
+        figures[f"ece_fit{suffix}"] = round(expected_calibration_error(cal.probability(distance[fit]), correct[fit]), 4)
+    calibration = fitted[args.method].with_source(loaded.identity(), loaded.card.matching.to_dict())
+    p_out = calibration.probability(distance[~fit])
+    figures.update({"method": args.method, "distance": loaded.card.matching.distance,
+                    "top1_accuracy_heldout": round(float(correct[~fit].mean()), 4),
+                    "queries_fit": int(fit.sum()), "queries_heldout": int((~fit).sum())})
+    if args.method == "platt":
+        figures.update(a=round(calibration.a, 4), b=round(calibration.b, 4))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     calibration.save(args.out_dir)
     reliability_plot(args.out_dir / "reliability.png", p_out, correct[~fit],

@@ -1,11 +1,13 @@
 """Identify the work of audio recordings against an index (tools.build_index).
 
     python3 -m tools.identify INDEX_DIR AUDIO... [--topk 10] [--json] [--model_dir DIR]
-        [--checkpoint C] [--nprobe N] [--ef_search N] [--k_chunks K] [--device D]
+        [--checkpoint C] [--nprobe N] [--ef_search N] [--k_chunks K] [--distance D] [--best_pairs_k K]
+        [--device D]
 
 Each query is decoded, its CQT computed and cut into the index's chunks, which are
-embedded and searched; chunk hits are aggregated to recordings (best chunk score) and
-works (best recording score). Prints the ranked works with their score and best
+embedded and searched; chunk hits are aggregated to recordings (best chunk score; or, with
+``--distance best_pairs|mean``, default the model card's ``matching``, ``1 - distance`` over
+all the chunks of each recording hit) and works (best recording score). Prints the ranked works with their score and best
 recording, or with ``--json`` one JSON object a query:
 ``{"query", "duration_s", "chunks", "works": [{"rank", "song", "score", "utt", "recordings"}],
 "recordings": [{"rank", "utt", "song", "score"}]}``.
@@ -39,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nprobe", type=int, help="ivfpq: lists visited (default: the index's)")
     parser.add_argument("--ef_search", type=int, help="hnsw: search beam (default: the index's)")
     parser.add_argument("--k_chunks", type=int, help="vectors retrieved a query chunk (default max(100, 10·topk))")
+    parser.add_argument("--distance", choices=("min", "mean", "best_pairs"),
+                        help="recording score (default: the model's matching.distance, recorded in the index)")
+    parser.add_argument("--best_pairs_k", type=int, help="pairs averaged by best_pairs (default: the model's)")
     parser.add_argument("--batch_size", type=int, default=32)
     add_device_arg(parser)
     return parser
@@ -47,19 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.topk < 1:
-        parser.error("--topk must be positive")
+    if args.topk < 1 or (args.best_pairs_k is not None and args.best_pairs_k < 1):
+        parser.error("--topk and --best_pairs_k must be positive")
     from csi.cli import run_tool_main, setup_logging
+    from csi.eval.calibration import CalibrationMismatch
     from csi.index import IndexFileError, ModelMismatchError
 
     setup_logging()
     logging.getLogger("csi").setLevel(logging.WARNING)        # stdout is the answer; stderr one line a bad query
     logging.getLogger("csi.embed").setLevel(logging.ERROR)
-    return run_tool_main("identify", lambda: identify(args), (IndexFileError, ModelMismatchError))
+    return run_tool_main("identify", lambda: identify(args), (IndexFileError, ModelMismatchError, CalibrationMismatch))
 
 
 def identify(args: argparse.Namespace) -> int:
-    from csi.embed import embed_records
+    from csi.embed import Matching, embed_records
     from csi.index import ChunkIndex
     from csi.eval.calibration import Calibration
     from csi.index.identity import index_model
@@ -70,7 +76,11 @@ def identify(args: argparse.Namespace) -> int:
     card = loaded.card
     policy = card.chunking(hop_s=int(index.model.get("hop_frames") or card.chunk_frames) / card.frontend.frames_per_s)
     reader = loaded.reader()
+    matching = Matching.from_dict(index.model.get("matching"), f"{args.index_dir}/index.json").with_overrides(
+        distance=args.distance, best_k=args.best_pairs_k)
     calibration = Calibration.load(args.index_dir)
+    if calibration is not None:
+        calibration.check(index.model, matching.to_dict(), str(args.index_dir / "calibration.json"))
     answered = 0
     for path in args.audio:
         result = embed_records(loaded.model, [{"utt": path, "wav": path}], policy, reader, args.batch_size,
@@ -78,7 +88,7 @@ def identify(args: argparse.Namespace) -> int:
         if result.failed:
             print(f"identify: {path}: {result.failed[0]}", file=sys.stderr)
             continue
-        ranking = index.rank(result.emb, args.topk, args.k_chunks)
+        ranking = index.rank(result.emb, args.topk, args.k_chunks, matching)
         answer = {"query": path, "duration_s": round(reader.last_frames / card.frontend.frames_per_s, 2),
                   "chunks": len(result.emb), **ranking.to_dict()}
         if calibration is not None:      # the score is a cosine similarity: distance 1 - score

@@ -1,29 +1,67 @@
 """Calibrated matches: the probability that a query's best match is of the same work, from
-its distance (Platt scaling, Platt 1999: a logistic fit ``p = sigmoid(a + b·d)``), fitted on
-the top-1 matches of a validation set, with the expected calibration error (Guo et al.
-2017, eq. 3) and a reliability plot.
+its distance, fitted on the top-1 matches of a validation set: Platt scaling (Platt 1999, a
+logistic fit ``p = sigmoid(a + b·d)``) or isotonic regression (Zadrozny & Elkan 2002, pool
+adjacent violators: a step function non-increasing in the distance), with the expected
+calibration error (Guo et al. 2017, eq. 3) and a reliability plot. The file records the
+model (checkpoint content) and the track distance it was fitted for: another model's or
+another distance's calibration is refused with the reason.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CALIBRATION_FILE = "calibration.json"
+METHODS = ("platt", "isotonic")
+
+
+class CalibrationMismatch(ValueError):
+    """A calibration fitted for another model or track distance than the one in use."""
 
 
 @dataclass(frozen=True)
 class Calibration:
-    a: float
-    b: float
+    a: float = 0.0                    # platt: p = sigmoid(a + b·d)
+    b: float = 0.0
     fitted_on: int = 0                # top-1 matches used
+    method: str = "platt"
+    knots: list = field(default_factory=list)     # isotonic: [[distance, p], ...], distance ascending
+    model: dict = field(default_factory=dict)     # {"checkpoint_sha256", "model_dir"} of the fitted model
+    matching: dict = field(default_factory=dict)  # the track distance fitted on (csi.embed.matching)
 
     def probability(self, distance) -> np.ndarray:
         """P(the match is of the same work) for cosine distances (array-like)."""
-        z = self.a + self.b * np.asarray(distance, dtype=np.float64)
+        d = np.asarray(distance, dtype=np.float64)
+        if self.method == "isotonic":
+            knots = np.asarray(self.knots, dtype=np.float64)
+            return np.interp(d, knots[:, 0], knots[:, 1])
+        z = self.a + self.b * d
         return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+    def with_source(self, model: dict[str, Any], matching: dict[str, Any]) -> "Calibration":
+        return Calibration(self.a, self.b, self.fitted_on, self.method, self.knots,
+                           {k: model.get(k) for k in ("checkpoint_sha256", "model_dir")}, dict(matching))
+
+    def check(self, model: dict[str, Any], matching: dict[str, Any], where: str) -> None:
+        """Refuse (CalibrationMismatch) a calibration made for another checkpoint or distance."""
+        mine = self.model.get("checkpoint_sha256")
+        if not mine:
+            raise CalibrationMismatch(f"{where}: no model recorded (made before calibrations named their model); "
+                                      f"run tools.calibrate_matches again")
+        if mine != model.get("checkpoint_sha256"):
+            raise CalibrationMismatch(f"{where}: fitted for another model (checkpoint sha256 {mine[:12]} of "
+                                      f"{self.model.get('model_dir')}); the index's model has "
+                                      f"{str(model.get('checkpoint_sha256'))[:12]}: run tools.calibrate_matches "
+                                      f"with this model")
+        keys = ("distance", "best_k")
+        if {k: self.matching.get(k) for k in keys} != {k: matching.get(k) for k in keys}:
+            raise CalibrationMismatch(f"{where}: fitted on the {self.matching.get('distance')} distance "
+                                      f"(best_k {self.matching.get('best_k')}), the matches are scored by "
+                                      f"{matching.get('distance')} (best_k {matching.get('best_k')})")
 
     def save(self, directory: str | Path) -> Path:
         from csi.utils import atomic_write_text
@@ -35,16 +73,18 @@ class Calibration:
     @classmethod
     def load(cls, directory: str | Path) -> "Calibration | None":
         path = Path(directory) / CALIBRATION_FILE
-        return cls(**json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (TypeError, ValueError) as e:
+            raise CalibrationMismatch(f"{path}: not a calibration file ({e})") from None
 
 
 def fit_platt(distance: np.ndarray, correct: np.ndarray, l2: float = 1e-3, iterations: int = 100) -> Calibration:
     """Logistic regression of ``correct`` (0/1) on ``distance`` by Newton's method (a small
     L2 penalty keeps it finite when the classes separate)."""
-    x = np.asarray(distance, np.float64)
-    y = np.asarray(correct, np.float64)
-    if len(x) < 2 or y.min() == y.max():
-        raise ValueError(f"calibration needs both right and wrong matches, got {int(y.sum())} of {len(y)} right")
+    x, y = _checked(distance, correct)
     design = np.column_stack([np.ones_like(x), x])
     w = np.zeros(2)
     for _ in range(iterations):
@@ -56,6 +96,33 @@ def fit_platt(distance: np.ndarray, correct: np.ndarray, l2: float = 1e-3, itera
         if np.abs(step).max() < 1e-10:
             break
     return Calibration(float(w[0]), float(w[1]), len(x))
+
+
+def fit_isotonic(distance: np.ndarray, correct: np.ndarray) -> Calibration:
+    """The least-squares fit of ``correct`` non-increasing in ``distance`` (pool adjacent
+    violators), stored as knots (block mean distance, block accuracy) and interpolated
+    linearly between them (constant beyond the ends)."""
+    x, y = _checked(distance, correct)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    blocks: list[list[float]] = []            # [sum y, sum x, count], accuracies non-increasing
+    for xi, yi in zip(x, y):
+        blocks.append([yi, xi, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][2] <= blocks[-1][0] / blocks[-1][2]:
+            sy, sx, n = blocks.pop()
+            blocks[-1][0] += sy
+            blocks[-1][1] += sx
+            blocks[-1][2] += n
+    knots = [[sx / n, sy / n] for sy, sx, n in blocks]
+    return Calibration(fitted_on=len(x), method="isotonic", knots=knots)
+
+
+def _checked(distance, correct) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(distance, np.float64)
+    y = np.asarray(correct, np.float64)
+    if len(x) < 2 or y.min() == y.max():
+        raise ValueError(f"calibration needs both right and wrong matches, got {int(y.sum())} of {len(y)} right")
+    return x, y
 
 
 def expected_calibration_error(p: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
@@ -100,9 +167,10 @@ def split_by_work(works: list[str], fraction: float = 0.5) -> np.ndarray:
 
 def top1_matches(loaded, records: list[dict], batch_size: int = 32, progress: bool = False
                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """All-vs-all over ``records`` (one embedding path, minimum chunk distance, a query's own
-    recording and tempo copies excluded): each query's best distance, whether that match is
-    of the same work, and the query's work."""
+    """All-vs-all over ``records`` (one embedding path, the model's own track distance and
+    chunking from its card's ``matching``, a query's own recording and tempo copies
+    excluded): each query's best distance, whether that match is of the same work, and the
+    query's work."""
     from csi.embed import embed_records
     from csi.eval.distance import ChunkDistances
     from csi.eval.metrics import same_source_pairs
@@ -114,7 +182,9 @@ def top1_matches(loaded, records: list[dict], batch_size: int = 32, progress: bo
     renumber[keep] = np.arange(len(keep))
     rows = renumber[result.owner] >= 0
     owner = renumber[result.owner[rows]]
-    dist = ChunkDistances(result.emb[rows], owner, len(keep), mode="min", device="cpu").full()
+    matching = loaded.card.matching
+    dist = ChunkDistances(result.emb[rows], owner, len(keep), mode=matching.distance, best_k=matching.best_k,
+                          device="cpu").full()
     utts = [records[i]["utt"] for i in keep]
     same_q, same_r = same_source_pairs(utts, utts)
     dist[same_q, same_r] = np.inf

@@ -1,8 +1,10 @@
 """From chunk hits to ranked recordings and works.
 
 A recording scores the best (highest cosine) of its chunks' hits over all query chunks —
-CoverHunter's track distance, the minimum chunk distance — and a work scores its best
-recording.
+CoverHunter's track distance, the minimum chunk distance — or, for a model that compares
+recordings otherwise (``matching`` of its card: best pairs, mean embedding), the similarity
+``1 - distance`` recomputed over all the chunks of the recordings hit (ChunkIndex.rank);
+a work scores its best recording.
 """
 from __future__ import annotations
 
@@ -60,6 +62,15 @@ def aggregate(scores: np.ndarray, ids: np.ndarray, owner: np.ndarray, recording_
     if not hit.any():
         return Ranking()
     rec, rec_score, _ = best_per_group(owner[ids[hit]], scores[hit])
+    return rank_recordings(rec, rec_score, recording_song, utts, songs, topk)
+
+
+def rank_recordings(rec: np.ndarray, rec_score: np.ndarray, recording_song: np.ndarray, utts: list[str],
+                    songs: list[str], topk: int | None = 10) -> Ranking:
+    """Works and recordings ranked from recording scores (``rec``: recording positions,
+    ``rec_score`` their scores, any order)."""
+    order = np.argsort(-np.asarray(rec_score), kind="stable")
+    rec, rec_score = np.asarray(rec)[order], np.asarray(rec_score, dtype=np.float32)[order]
     song = recording_song[rec]
     song_ids, song_score, best = best_per_group(song, rec_score)
     n_recordings = np.bincount(song, minlength=len(songs))

@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
-from csi.index.aggregate import Ranking, aggregate
+from csi.embed.matching import Matching
+from csi.index.aggregate import Ranking, aggregate, rank_recordings
 from csi.index.params import IndexParams, auto_params
 from csi.io.manifest import atomic_write_text
 
@@ -161,12 +162,39 @@ class ChunkIndex:
             return self.index.search(q, k, params=params)
         return self.index.search(q, k)
 
-    def rank(self, queries: np.ndarray, topk: int = 10, k_chunks: int | None = None) -> Ranking:
+    def rank(self, queries: np.ndarray, topk: int = 10, k_chunks: int | None = None,
+             matching: Matching | None = None) -> Ranking:
         """Works and recordings ranked for the chunk embeddings of one query recording:
-        each query chunk retrieves ``k_chunks`` vectors (default max(100, 10·topk))."""
+        each query chunk retrieves ``k_chunks`` vectors (default max(100, 10·topk)). With
+        CoverHunter's minimum chunk distance (the default) a recording scores its best hit;
+        with another ``matching`` distance (best pairs, mean embedding) every recording hit
+        is scored ``1 - distance`` over all its chunks (csi.eval.distance; the chunks as the
+        index stores them: exact for flat and hnsw, PQ-decoded for ivfpq)."""
         k = k_chunks or max(100, 10 * topk)
         scores, ids = self.search(queries, k)
-        return aggregate(scores, ids, self.owner, self.recording_song, self.utts, self.songs, topk)
+        if matching is None or matching.distance == "min":
+            return aggregate(scores, ids, self.owner, self.recording_song, self.utts, self.songs, topk)
+        from csi.eval.distance import ChunkDistances
+
+        hit = np.unique(self.owner[ids[ids >= 0]])
+        if not len(hit):
+            return Ranking()
+        vectors, owners = self.recording_vectors(hit)
+        q = _as_vectors(np.atleast_2d(queries), self.dim)
+        distance = ChunkDistances(q, np.zeros(len(q), dtype=np.int64), 1, vectors, owners, len(hit),
+                                  mode=matching.distance, best_k=matching.best_k, device="cpu").full()[0]
+        return rank_recordings(hit, 1.0 - distance, self.recording_song, self.utts, self.songs, topk)
+
+    def recording_vectors(self, recordings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored chunk vectors of ``recordings`` (positions) and, for each vector, the
+        position of its recording in ``recordings``."""
+        if self.kind == "ivfpq" and not getattr(self, "_direct_map", False):
+            faiss.extract_index_ivf(self.index).make_direct_map()
+            self._direct_map = True
+        parts = [self.index.reconstruct_n(self.recordings[r]["start"], self.recordings[r]["count"])
+                 for r in recordings]
+        owners = np.repeat(np.arange(len(recordings)), [len(p) for p in parts])
+        return np.concatenate(parts).astype(np.float32), owners
 
     # ---- persistence -----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
