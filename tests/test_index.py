@@ -235,6 +235,43 @@ def test_identify_answers_good_queries_and_reports_bad_ones(collection, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
 
 
+def test_work_centroids_rank_works_and_cover_their_chunks(tmp_path):
+    from csi.index.centroids import WorkCentroids
+
+    data = clustered_vectors(1200, dim=32, seed=4)          # 10 chunks a recording, 4 recordings a work
+    owners = np.arange(1200) // 10
+    index = ChunkIndex.build(data, owners, records_for(owners, per_work=4), kind="flat",
+                             model={"checkpoint_sha256": "abc"})
+    cents = WorkCentroids.from_index(index, quantile=0.9)
+    assert cents.centroids.shape == (30, 32) and np.allclose(np.linalg.norm(cents.centroids, axis=1), 1, atol=1e-5)
+    work_of = np.arange(1200) // 40
+    inside = 1 - np.einsum("ij,ij->i", data, cents.centroids[work_of]) <= cents.radius[work_of]
+    assert 0.85 <= inside.mean() <= 0.95                      # the 0.9 quantile of each work's chunks
+    hits = [cents.rank(data[r * 10:(r + 1) * 10], topk=1)[0]["song"] == f"w{r // 4}" for r in range(120)]
+    assert np.mean(hits) > 0.95
+    answer = cents.rank(data[:10], topk=3)
+    assert answer[0]["within"] and [a["rank"] for a in answer] == [1, 2, 3] and answer[0]["recordings"] == 4
+    cents.save(tmp_path)
+    again = WorkCentroids.load(tmp_path, {"checkpoint_sha256": "abc"})
+    assert again.songs == cents.songs and np.array_equal(again.centroids, cents.centroids)
+    with pytest.raises(IndexFileError, match="another model"):
+        WorkCentroids.load(tmp_path, {"checkpoint_sha256": "xyz"})
+    with pytest.raises(IndexFileError, match="no work centroids"):
+        WorkCentroids.load(tmp_path / "none", {})
+
+
+def test_identify_with_centroids(collection, tmp_path, capsys):
+    root, model_dir, records = collection
+    out = tmp_path / "index"
+    assert build_index.main([str(model_dir), str(root / "refs.txt"), str(out), "--centroids", "--no_progress"]) == 0
+    capsys.readouterr()
+    assert identify.main([str(out), records[0]["wav"], "--centroids", "--json", "--topk", "2"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["works"][0]["song"] == "work0" and answer["recordings"] == [] and len(answer["works"]) == 2
+    assert identify.main([str(root / "index"), records[0]["wav"], "--centroids"]) == 1      # none built
+    assert "no work centroids" in capsys.readouterr().err
+
+
 def test_add_to_index_then_identify_new_recording(collection, tmp_path, capsys):
     root, model_dir, records = collection
     shutil.copytree(root / "index", tmp_path / "index")

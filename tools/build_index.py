@@ -2,14 +2,16 @@
 
     python3 -m tools.build_index MODEL_DIR MANIFEST OUT_DIR [--type flat|ivfpq|hnsw]
         [--nlist N] [--m M] [--nbits B] [--nprobe N] [--hnsw_m M] [--ef_construction N]
-        [--ef_search N] [--add] [--batch_size N] [--checkpoint C] [--hop_s S] [--device D]
+        [--ef_search N] [--add] [--centroids] [--batch_size N] [--checkpoint C] [--hop_s S] [--device D]
 
 Each record of MANIFEST (JSON lines with utt, song and feat, or only wav: its features are
 computed on the fly by the model's front end, config/model_card.yaml) is cut into chunks of
 the model's training length (every ``--hop_s``, default one chunk length), embedded and
 indexed with its recording and work. Index parameters not given are chosen from the
 collection size (see csi/index/params.py). ``--add`` appends the recordings not yet in
-OUT_DIR's index (same model required; IVF lists are not retrained). Writes OUT_DIR/index.faiss,
+OUT_DIR's index (same model required; IVF lists are not retrained). ``--centroids`` also
+writes each work's spherical mean and radius (csi.index.centroids; ``tools.identify
+--centroids``). Writes OUT_DIR/index.faiss,
 meta.jsonl, index.json and build_index_run.yaml (resolved config and environment).
 Unusable records are reported and left out; the exit status is 1 if nothing could be indexed
 (or on bad input: a missing file, another model than the index's with ``--add``).
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ef_construction", type=int, help="hnsw: build beam")
     parser.add_argument("--ef_search", type=int, help="hnsw: search beam")
     parser.add_argument("--add", action="store_true", help="extend the index in OUT_DIR")
+    parser.add_argument("--centroids", action="store_true", help="also write per-work centroids and radii")
     parser.add_argument("--batch_size", type=int, default=32, help="chunks a forward pass")
     parser.add_argument("--checkpoint", help="epoch number or file name in pt_model/ (default: latest)")
     parser.add_argument("--hop_s", type=float, help="seconds between chunk starts (default: the chunk length)")
@@ -72,6 +75,9 @@ def build(args: argparse.Namespace) -> int:
         log.error("build_index: nothing to index (%d records, %d unusable)", len(records), len(result.failed))
         return 1
     index = result.index
+    if args.centroids:
+        from csi.index.centroids import WorkCentroids
+        WorkCentroids.from_index(index).save(args.out_dir)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     write_run_info(args.out_dir / "build_index_run.yaml", config, index=index.info(), added_recordings=result.added,
                    failed=[{"utt": result.records[i]["utt"], "reason": r} for i, r in result.failed])

@@ -2,12 +2,15 @@
 
     python3 -m tools.identify INDEX_DIR AUDIO... [--topk 10] [--json] [--model_dir DIR]
         [--checkpoint C] [--nprobe N] [--ef_search N] [--k_chunks K] [--distance D] [--best_pairs_k K]
-        [--device D]
+        [--centroids] [--device D]
 
 Each query is decoded, its CQT computed and cut into the index's chunks, which are
 embedded and searched; chunk hits are aggregated to recordings (best chunk score; or, with
 ``--distance best_pairs|mean``, default the model card's ``matching``, ``1 - distance`` over
-all the chunks of each recording hit) and works (best recording score). Prints the ranked works with their score and best
+all the chunks of each recording hit) and works (best recording score). With ``--centroids``
+(an index built with ``build_index --centroids``) works are ranked instead by the cosine of
+the query's spherical mean to each work's centroid, with ``within`` (inside the work's
+radius); no recordings are listed. Prints the ranked works with their score and best
 recording, or with ``--json`` one JSON object a query:
 ``{"query", "duration_s", "chunks", "works": [{"rank", "song", "score", "utt", "recordings"}],
 "recordings": [{"rank", "utt", "song", "score"}]}``.
@@ -44,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--distance", choices=("min", "mean", "best_pairs"),
                         help="recording score (default: the model's matching.distance, recorded in the index)")
     parser.add_argument("--best_pairs_k", type=int, help="pairs averaged by best_pairs (default: the model's)")
+    parser.add_argument("--centroids", action="store_true", help="rank works by their centroids (fast)")
     parser.add_argument("--batch_size", type=int, default=32)
     add_device_arg(parser)
     return parser
@@ -76,6 +80,9 @@ def identify(args: argparse.Namespace) -> int:
     card = loaded.card
     policy = card.chunking(hop_s=int(index.model.get("hop_frames") or card.chunk_frames) / card.frontend.frames_per_s)
     reader = loaded.reader()
+    if args.centroids:
+        from csi.index.centroids import WorkCentroids
+        centroids = WorkCentroids.load(args.index_dir, index.model)
     matching = Matching.from_dict(index.model.get("matching"), f"{args.index_dir}/index.json").with_overrides(
         distance=args.distance, best_k=args.best_pairs_k)
     calibration = Calibration.load(args.index_dir)
@@ -88,10 +95,11 @@ def identify(args: argparse.Namespace) -> int:
         if result.failed:
             print(f"identify: {path}: {result.failed[0]}", file=sys.stderr)
             continue
-        ranking = index.rank(result.emb, args.topk, args.k_chunks, matching)
+        ranked = {"works": centroids.rank(result.emb, args.topk), "recordings": []} if args.centroids else \
+            index.rank(result.emb, args.topk, args.k_chunks, matching).to_dict()
         answer = {"query": path, "duration_s": round(reader.last_frames / card.frontend.frames_per_s, 2),
-                  "chunks": len(result.emb), **ranking.to_dict()}
-        if calibration is not None:      # the score is a cosine similarity: distance 1 - score
+                  "chunks": len(result.emb), **ranked}
+        if calibration is not None and not args.centroids:     # a cosine similarity: distance 1 - score
             for work in answer["works"]:
                 work["p_same_work"] = round(float(calibration.probability(1.0 - work["score"])), 4)
         print(json.dumps(answer, ensure_ascii=False) if args.json else format_text(answer), flush=True)
@@ -105,7 +113,8 @@ def format_text(result: dict) -> str:
         lines.append("  no match")
     for w in result["works"]:
         p = f"  p={w['p_same_work']:.3f}" if "p_same_work" in w else ""
-        lines.append(f"  {w['rank']:3d}  {w['score']:.4f}{p}  {w['song']}  (best: {w['utt']})")
+        where = f"(best: {w['utt']})" if "utt" in w else f"({'within' if w['within'] else 'outside'} its radius)"
+        lines.append(f"  {w['rank']:3d}  {w['score']:.4f}{p}  {w['song']}  {where}")
     return "\n".join(lines)
 
 
