@@ -67,3 +67,33 @@ def test_agrees_with_the_one_embedding_path_and_batches_do_not_mix(model_dir, tm
     np.testing.assert_allclose(scene[1].numpy(), mean / np.linalg.norm(mean), atol=1e-5)
     alone = hear.get_scene_embeddings(audio[1:], model)
     torch.testing.assert_close(alone[0], scene[1], atol=1e-5, rtol=1e-5)
+
+
+def test_channels_rate_and_short_clips(model_dir, caplog):
+    """Several channels are mixed down and another rate resampled, each said once in the log;
+    a clip shorter than a chunk is one padded chunk (one timestamp)."""
+    import logging
+
+    import soxr
+
+    model = hear.load_model(str(model_dir), device="cpu")
+    mono = _noise(2, 3.0, seed=3)
+    stereo = torch.stack([mono, mono * 0.5], dim=1)                       # (2, 2 channels, samples)
+    with caplog.at_level(logging.WARNING, logger="csi.hear"):
+        a = hear.get_scene_embeddings(stereo, model)
+        hear.get_scene_embeddings(stereo, model)
+    assert torch.allclose(a, hear.get_scene_embeddings(mono * 0.75, model), atol=1e-5)
+    assert sum("mixed down" in r.getMessage() for r in caplog.records) == 1
+
+    low = np.stack([soxr.resample(c, SR, 8000, quality="HQ") for c in mono.numpy()])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="csi.hear"):
+        b = hear.get_scene_embeddings(torch.from_numpy(low), model, sample_rate=8000)
+        hear.get_timestamp_embeddings(torch.from_numpy(low), model, sample_rate=8000)
+    assert sum("resampled" in r.getMessage() for r in caplog.records) == 1
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.9          # band-limited copy, same sound
+
+    short = _noise(2, 0.4, seed=4)                          # timestamp chunks of 1 s, the scene chunk 2 s
+    emb, ms = hear.get_timestamp_embeddings(short, model)
+    assert emb.shape == (2, 1, 24) and torch.isfinite(emb).all() and ms[0, 0].item() == pytest.approx(500.0)
+    assert torch.isfinite(hear.get_scene_embeddings(short, model)).all()
