@@ -24,6 +24,7 @@ setup(
         "tqdm",
         "matplotlib",  # evaluation plots (distance histograms, embedding maps)
         "h5py",  # features shipped as HDF5 (Da-TACOS, csi.io.h5features)
+        "numba",  # the best-pairs track distance kernel (csi.eval.best_pairs; torch fallback without it)
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout"],

@@ -536,6 +536,45 @@ def test_best_pairs_with_many_segments_ties_and_hubs(best_k):
     assert np.allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("best_k", [1, 2, 3])
+def test_best_pairs_numba_and_torch_agree(best_k, monkeypatch):
+    """Both implementations of the greedy (csi.eval.best_pairs) on one block with ties."""
+    import torch
+
+    from csi.eval import best_pairs
+
+    rng = np.random.default_rng(best_k)
+    c_q, n_q, c_r, tiles, tile = 7, 3, 6, 2, 4
+    block = rng.normal(size=(c_q * n_q, tiles * c_r * tile)).round(1).astype(np.float32)   # many ties
+    want = best_pairs.greedy_best_pairs_torch(torch.from_numpy(block.copy()), c_q, n_q, c_r, tiles, tile, best_k)
+    cells = block.reshape(c_q, n_q, tiles, c_r, tile)
+    for q in range(n_q):                                           # the naive greedy on two pairs
+        for t, s in ((0, 0), (1, 3)):
+            m = cells[:, q, t, :, s]
+            d = [(-m[a, b], a, b) for a in range(c_q) for b in range(c_r)]
+            used_a, used_b, taken = set(), set(), []
+            for v, a, b in sorted(d):
+                if a not in used_a and b not in used_b and len(taken) < best_k:
+                    taken.append(-v)
+                    used_a.add(a)
+                    used_b.add(b)
+            assert want[q, t * tile + s].item() == pytest.approx(np.mean(taken), abs=1e-6)
+    if best_pairs.HAVE_NUMBA:
+        got = best_pairs.greedy_best_pairs_numba(torch.from_numpy(block), c_q, n_q, c_r, tiles, tile, best_k)
+        assert torch.allclose(got, want, atol=1e-6)
+        sliced = torch.from_numpy(np.pad(block, ((0, 0), (5, 3))))[:, 5:-3]    # a column slice of a buffer
+        assert torch.allclose(best_pairs.greedy_best_pairs_numba(sliced, c_q, n_q, c_r, tiles, tile, best_k), want,
+                              atol=1e-6)
+    monkeypatch.setattr(best_pairs, "HAVE_NUMBA", False)              # the torch path inside ChunkDistances
+    qe = rng.normal(size=(12, 8)).astype(np.float32)
+    re = rng.normal(size=(40, 8)).astype(np.float32)
+    qe /= np.linalg.norm(qe, axis=1, keepdims=True)
+    re /= np.linalg.norm(re, axis=1, keepdims=True)
+    qo, ro = np.repeat(np.arange(3), 4), np.repeat(np.arange(10), 4)
+    got = ChunkDistances(qe, qo, 3, re, ro, 10, mode="best_pairs", best_k=best_k).full()
+    assert np.allclose(got, naive_track_distances(qe, qo, 3, re, ro, 10, mode="best_pairs", best_k=best_k), atol=1e-5)
+
+
 def test_cli_best_pairs_distance(tiny):
     rc, m, out = _run(tiny, "--distance", "best_pairs", "--best_pairs_k", "2", "--hop_s", "0.8", out="best")
     assert rc == 0 and m["distance"] == "best_pairs" and m["best_pairs_k"] == 2 and 0 < m["MAP"] <= 1

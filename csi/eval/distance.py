@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from csi.embed.matching import DISTANCES as MODES
+from csi.eval.best_pairs import greedy_best_pairs
 from csi.utils import resolve_device
 
 __all__ = ["ChunkDistances", "MODES", "track_mean_embeddings", "naive_track_distances", "resolve_device"]
@@ -146,6 +147,9 @@ class ChunkDistances:
             at += len(group_rows)
         order = np.concatenate(tracks_in_order) if tracks_in_order else np.zeros(0, dtype=np.int64)
         self._n_ref_chunks = at
+        # best pairs: (c, tracks a tile, tracks padded to whole tiles) of each group
+        self._r_tiles = [(c, min(BEST_PAIRS_TILE, n), -(-n // min(BEST_PAIRS_TILE, n)) * min(BEST_PAIRS_TILE, n))
+                         for c, _, n in self._r_groups]
         chunk_rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         identity = len(order) == self.n_refs and np.array_equal(order, np.arange(self.n_refs))
         if identity and np.array_equal(chunk_rows, np.arange(len(self.r_emb))):
@@ -197,17 +201,19 @@ class ChunkDistances:
         no_chunk = np.flatnonzero(self.q_layout.counts[start:stop] == 0)
         if len(no_chunk):
             out[torch.from_numpy(no_chunk).to(self.device)] = float("inf")
-        max_rows = max(1, self.block_elements // self._n_ref_chunks)
+        best_pairs = self.mode == "best_pairs"      # products a reference group at a time
+        width = max(c_r * n_pad for c_r, _, n_pad in self._r_tiles) if best_pairs else self._n_ref_chunks
+        max_rows = max(1, self.block_elements // width)
         for c, positions in self.q_layout.groups(tracks):
             per_block = max(1, max_rows // c)
             for b in range(0, len(positions), per_block):
                 pos = positions[b:b + per_block]
                 n = len(pos)
                 chunk_rows = torch.from_numpy(self.q_layout.chunk_rows(tracks[pos], c)).to(self.device)
-                sims = torch.mm(self.q_emb[chunk_rows], self._r_grouped.T, out=self._buffer(c * n))
-                if self.mode == "best_pairs":
-                    best = self._reduce_best_pairs(sims, c, n)
+                if best_pairs:
+                    best = self._best_pairs(self.q_emb[chunk_rows], c, n)
                 else:
+                    sims = torch.mm(self.q_emb[chunk_rows], self._r_grouped.T, out=self._buffer(c * n, width))
                     best = sims[:n]                               # max over the query track's chunks, in place
                     for k in range(1, c):
                         torch.maximum(best, sims[k * n:(k + 1) * n], out=best)
@@ -217,25 +223,22 @@ class ChunkDistances:
                 else:
                     out[torch.from_numpy(pos).to(self.device)] = 1.0 - best
 
-    def _buffer(self, rows: int) -> torch.Tensor:
-        """A reused (rows, ref chunks) buffer: fresh 100 MB allocations cost more than the products."""
-        if getattr(self, "_sim_buffer", None) is None or self._sim_buffer.shape[0] < rows:
-            self._sim_buffer = torch.empty(max(rows, min(self.block_elements // self._n_ref_chunks, 1 << 16)),
-                                           self._n_ref_chunks, device=self.device)
-        return self._sim_buffer[:rows]
+    def _buffer(self, rows: int, cols: int) -> torch.Tensor:
+        """A reused contiguous (rows, cols) buffer: fresh 100 MB allocations cost more than the products."""
+        if getattr(self, "_sim_buffer", None) is None or self._sim_buffer.numel() < rows * cols:
+            self._sim_buffer = torch.empty(max(rows * cols, min(self.block_elements, cols << 16)), device=self.device)
+        return self._sim_buffer[:rows * cols].view(rows, cols)
 
-    def _reduce_best_pairs(self, sims: torch.Tensor, c_q: int, n_q: int) -> torch.Tensor:
-        """(c_q * n_q chunk-major query rows, ref chunks in best-pairs tiles) similarities →
-        (n_q, n_refs) mean of the ``k`` best pairs without replacement of every (query track,
-        reference track)."""
+    def _best_pairs(self, q_rows: torch.Tensor, c_q: int, n_q: int) -> torch.Tensor:
+        """(c_q * n_q chunk-major query chunk embeddings) → (n_q, n_refs) mean similarity of
+        the ``k`` best pairs without replacement to every reference track, the products one
+        reference group at a time (the block is then read back while still in cache)."""
         extra = 0 if self._r_column is None else 1
-        result = torch.empty(n_q, self.n_refs + extra, device=sims.device)
+        result = torch.empty(n_q, self.n_refs + extra, device=q_rows.device)
         col = 0
-        for c_r, at, n_r in self._r_groups:
-            tile = min(BEST_PAIRS_TILE, n_r)
-            n_pad = -(-n_r // tile) * tile
-            pair_sims = _greedy_best_pairs(sims[:, at:at + c_r * n_pad], c_q, n_q, c_r, n_pad // tile, tile,
-                                           min(self.best_k, c_q, c_r))
+        for (c_r, at, n_r), (_, tile, n_pad) in zip(self._r_groups, self._r_tiles):
+            sims = torch.mm(q_rows, self._r_grouped[at:at + c_r * n_pad].T, out=self._buffer(len(q_rows), c_r * n_pad))
+            pair_sims = greedy_best_pairs(sims, c_q, n_q, c_r, n_pad // tile, tile, min(self.best_k, c_q, c_r))
             result[:, col:col + n_r] = pair_sims[:, :n_r]
             col += n_r
         if self._r_column is None:
@@ -261,41 +264,6 @@ class ChunkDistances:
             return result
         result[:, col:] = float("-inf")
         return result.index_select(1, self._r_column)
-
-
-def _greedy_best_pairs(block: torch.Tensor, c_q: int, n_q: int, c_r: int, tiles: int, tile: int,
-                       k: int) -> torch.Tensor:
-    """(n_q, tiles * tile) mean similarity of the ``k`` best segment pairs without
-    replacement of every (query track, reference track) of one block; ``block`` is
-    overwritten (it is the products' scratch buffer).
-
-    ``block`` (c_q * n_q, tiles * c_r * tile): ``block[a * n_q + q, (t * c_r + b) * tile + s]``
-    is segment a of query q against segment b of reference ``t * tile + s``
-    (ChunkDistances' best-pairs layout). A step takes, for every track pair at once, each
-    query segment's best similarity (one maximum over the block's middle axis, ``tile``
-    contiguous values), the best of these, and the reference segment where it is attained
-    (ties: the lowest query, then reference segment, as the naive greedy sorting by
-    (distance, a, b)); the two segments are then struck out (set to -inf) for the next
-    step. A segment that is a close match for all others (a "hub", common in real
-    recordings) makes lazy bound updates recompute nearly everything, so the steps
-    recompute the maxima outright: k passes over the block and the strikes.
-    """
-    neg_inf = float("-inf")
-    n_pairs = n_q * tiles * tile
-    cells = block.view(c_q, n_q, tiles, c_r, tile)                     # [a, q, t, b, s]
-    pair_q = torch.arange(n_q, device=block.device).repeat_interleave(tiles * tile)
-    pair_t = torch.arange(tiles, device=block.device).repeat_interleave(tile).repeat(n_q)
-    pair_s = torch.arange(tile, device=block.device).repeat(n_q * tiles)
-    total = torch.zeros(n_pairs, device=block.device)
-    for step in range(k):
-        value, a = cells.amax(dim=3).view(c_q, n_pairs).max(dim=0)
-        total += value
-        if step == k - 1:
-            break
-        b = cells[a, pair_q, pair_t, :, pair_s].argmax(dim=1)
-        cells[a, pair_q, pair_t, :, pair_s] = neg_inf
-        cells[:, pair_q, pair_t, b, pair_s] = neg_inf
-    return (total / k).view(n_q, tiles * tile)
 
 
 def naive_track_distances(q_emb, q_owner, n_queries: int, r_emb, r_owner, n_refs: int,
