@@ -37,7 +37,8 @@ def test_isotonic_fit_is_monotone_and_calibrated():
     ece_iso = expected_calibration_error(iso.probability(d[2000:]), y[2000:])
     assert ece_iso < 0.04 and ece_iso < expected_calibration_error(platt.probability(d[2000:]), y[2000:])
     pooled = fit_isotonic(np.array([0.1, 0.2, 0.3, 0.4]), np.array([1, 0, 1, 0]))   # violators pooled
-    assert [k[1] for k in pooled.knots] == [1.0, 0.5, 0.0]
+    assert [k[1] for k in pooled.knots] == [1.0, 0.5, 0.5, 0.0]           # block 0.2-0.3 pooled
+    assert pooled.probability([0.2, 0.25, 0.3]).tolist() == [0.5, 0.5, 0.5]
 
 
 def test_calibration_of_another_model_or_distance_is_refused(tmp_path):

@@ -100,20 +100,20 @@ def fit_platt(distance: np.ndarray, correct: np.ndarray, l2: float = 1e-3, itera
 
 def fit_isotonic(distance: np.ndarray, correct: np.ndarray) -> Calibration:
     """The least-squares fit of ``correct`` non-increasing in ``distance`` (pool adjacent
-    violators), stored as knots (block mean distance, block accuracy) and interpolated
-    linearly between them (constant beyond the ends)."""
+    violators): constant over each pooled block of distances (its accuracy), linear between
+    blocks, constant beyond the ends; stored as knots (distance, p) at both ends of a block."""
     x, y = _checked(distance, correct)
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
-    blocks: list[list[float]] = []            # [sum y, sum x, count], accuracies non-increasing
+    blocks: list[list[float]] = []          # [sum y, count, first x, last x], accuracies decreasing
     for xi, yi in zip(x, y):
-        blocks.append([yi, xi, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][2] <= blocks[-1][0] / blocks[-1][2]:
-            sy, sx, n = blocks.pop()
+        blocks.append([yi, 1.0, xi, xi])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] <= blocks[-1][0] / blocks[-1][1]:
+            sy, n, _, last = blocks.pop()
             blocks[-1][0] += sy
-            blocks[-1][1] += sx
-            blocks[-1][2] += n
-    knots = [[sx / n, sy / n] for sy, sx, n in blocks]
+            blocks[-1][1] += n
+            blocks[-1][3] = last
+    knots = [[edge, sy / n] for sy, n, first, last in blocks for edge in ((first,) if first == last else (first, last))]
     return Calibration(fitted_on=len(x), method="isotonic", knots=knots)
 
 
