@@ -41,6 +41,7 @@ TOOLS = {
     "alignment_for_frames": (["missing_model", "missing.txt", "out.jsonl"], True),
     "compare_metrics": (["a=missing.json"], False),
     "calibrate_matches": (["missing_model", "missing.txt", "out"], True),
+    "generate_training_dataset": (["-i", "missing_dir"], True),
 }
 
 

@@ -1,0 +1,1 @@
+"""Audio fingerprinting: which recording, and where, a snippet comes from."""
