@@ -152,7 +152,8 @@ def add_renamed_arg(parser: argparse.ArgumentParser, old: str, new: str, type: C
 def setup_logging(log_file: str | os.PathLike | None = None) -> None:
     """Log to stderr (and ``log_file``) with one format. Rank 0 of a torchrun job (or a
     single process) logs INFO; other ranks WARNING, without ``csi.config``'s warnings,
-    which rank 0 already reports. Calling it again replaces the handlers."""
+    which rank 0 already reports; faiss's loader only from WARNING. Calling it again
+    replaces the handlers."""
     main = int(os.environ.get("RANK", 0)) == 0
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None and main:
@@ -161,6 +162,7 @@ def setup_logging(log_file: str | os.PathLike | None = None) -> None:
     logging.basicConfig(level=logging.INFO if main else logging.WARNING, handlers=handlers, force=True,
                         format=LOG_FORMAT)
     logging.getLogger("csi.config").setLevel(logging.NOTSET if main else logging.ERROR)
+    logging.getLogger("faiss").setLevel(logging.WARNING)          # its loader logs each CPU variant tried
 
 
 def error_line(e: BaseException) -> str:

@@ -42,6 +42,11 @@ TOOLS = {
     "compare_metrics": (["a=missing.json"], False),
     "calibrate_matches": (["missing_model", "missing.txt", "out"], True),
     "generate_training_dataset": (["-i", "missing_dir"], True),
+    "train_fingerprinter": (["-o", "out", "static", "-tp", "missing_train", "-vp", "missing_val"], True),
+    "generate_fingerprints": (["missing_model", "missing_dir", "--out_dir", "out"], True),
+    "create_faiss_indexes": (["-i", "missing_fp", "-n", "refs"], False),
+    "identify_fingerprint": (["missing_db", "missing.wav"], False),
+    "eval_fingerprint": (["missing_db", "missing_refs", "--out_dir", "out"], False),
 }
 
 

@@ -1,0 +1,159 @@
+"""Neural audio fingerprinting: front end, model, training with resume, the database and
+identification of a noisy snippet planted in it, refusal of another model's database."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from csi.fingerprint.frontend import LogMel, MelConfig
+from csi.fingerprint.model import build_fingerprinter
+from csi.registry import ConfigError
+
+SR = 8000
+TINY = {"name": "nafp_cnn", "channels": [4, 8, 8], "dim": 16, "hidden_per_dim": 4}
+
+
+def _recording(seed: int, seconds: float = 12.0) -> np.ndarray:
+    """Notes of random pitch and length with a little noise: distinct recordings."""
+    rng = np.random.default_rng(seed)
+    out, t = [], 0.0
+    while t < seconds:
+        dur = rng.uniform(0.15, 0.5)
+        n = int(dur * SR)
+        f = rng.uniform(200, 2000)
+        out.append(np.sin(2 * np.pi * f * np.arange(n) / SR) * np.hanning(n) * rng.uniform(0.2, 0.6))
+        t += dur
+    y = np.concatenate(out)[:int(seconds * SR)]
+    return (y + rng.normal(0, 0.01, len(y))).astype(np.float32)
+
+
+def test_log_mel_shape_and_level_invariance():
+    mel = LogMel()
+    x = torch.from_numpy(np.stack([_recording(1)[:SR], _recording(2)[:SR]]))
+    out = mel(x)
+    assert out.shape == (2, 256, 32) and MelConfig().frames == 32
+    assert torch.allclose(out.amax(dim=(1, 2)), torch.zeros(2))
+    assert torch.allclose(mel(0.1 * x), out, atol=1e-3)                  # volume does not matter
+
+
+def test_model_gives_unit_fingerprints_and_refuses_unknown_names():
+    net = build_fingerprinter({**TINY, "n_mels": 256, "frames": 32})
+    emb = net(torch.randn(3, 256, 32))
+    assert emb.shape == (3, 16) and torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
+    with pytest.raises(ConfigError, match="unknown fingerprinter"):
+        build_fingerprinter({"name": "nope"})
+
+
+def test_lamb_minimises_and_scales_by_trust_ratio():
+    from csi.fingerprint.lamb import Lamb
+
+    w = torch.nn.Parameter(torch.tensor([3.0, -4.0]))
+    opt = Lamb([w], lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        (w ** 2).sum().backward()
+        opt.step()
+    assert w.norm() < 0.3
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """1-s segments of the recordings and a noisy, shifted copy (a stand-in for the
+    augmentation chain, enough to train and test the trainer)."""
+
+    def __init__(self, recordings, n, seed):
+        rng = np.random.default_rng(seed)
+        self.items = []
+        for _ in range(n):
+            y = recordings[rng.integers(len(recordings))]
+            s = int(rng.integers(0, len(y) - 2 * SR))
+            shift = int(rng.integers(-400, 400))
+            pos = y[s + 800 + shift:s + 800 + shift + SR] + rng.normal(0, 0.05, SR).astype(np.float32)
+            self.items.append((torch.from_numpy(y[s + 800:s + 800 + SR]), torch.from_numpy(pos)))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from csi.fingerprint.train import FingerprintConfig, Trainer, TrainSettings
+
+    root = tmp_path_factory.mktemp("fp")
+    recs = [_recording(s) for s in range(6)]
+    cfg = FingerprintConfig(model=dict(TINY), train=TrainSettings(epochs=2, batch_size=8, learning_rate=3e-3))
+    summary = Trainer(cfg, root / "model").fit(_Pairs(recs, 48, 0), _Pairs(recs, 16, 1), progress=False)
+    refs = root / "refs"
+    refs.mkdir()
+    for i, y in enumerate(recs[:5]):
+        sf.write(refs / f"rec{i}.wav", y, SR)
+    sf.write(refs / "short.wav", recs[5][:SR // 2], SR)
+    return root, recs, cfg, summary
+
+
+def test_training_writes_a_model_directory_and_resumes(trained):
+    from csi.fingerprint.train import Trainer, load_fingerprinter
+
+    root, recs, cfg, summary = trained
+    model_dir = root / "model"
+    assert summary["epochs"] == 2 and np.isfinite(summary["best_val_loss"])
+    for name in ("config.yaml", "best.pt", "checkpoints/last.pt", "history.json", "learning_curve.png"):
+        assert (model_dir / name).exists(), name
+    history = json.loads((model_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all(h["steps"] == 6 for h in history)
+    cfg.train.epochs = 3                                   # resume: one more epoch, not three
+    more = Trainer(cfg, model_dir).fit(_Pairs(recs, 48, 0), _Pairs(recs, 16, 1), progress=False)
+    assert more["epochs"] == 3 and len(json.loads((model_dir / "history.json").read_text())) == 3
+    loaded = load_fingerprinter(model_dir)
+    assert loaded.identity["embed_dim"] == 16 and loaded.mel.sr == SR
+    other = dict(TINY, dim=8)
+    from csi.fingerprint.train import FingerprintConfig
+    with pytest.raises(ConfigError, match="another model"):
+        Trainer(FingerprintConfig(model=other), model_dir).write_config()
+
+
+def test_database_identifies_a_planted_noisy_snippet(trained, tmp_path, capsys):
+    from tools import create_faiss_indexes, generate_fingerprints, identify_fingerprint
+
+    root, recs, _, _ = trained
+    fp = tmp_path / "fp"
+    assert generate_fingerprints.main([str(root / "model"), str(root / "refs"), "--out_dir", str(fp),
+                                       "--no_progress", "--device", "cpu"]) == 0
+    assert "short" in (fp / "skipped.txt").read_text()
+    db = tmp_path / "db"
+    assert create_faiss_indexes.main(["-i", str(fp), "-n", "refs", "-o", str(db), "--type", "flat"]) == 0
+    ids = json.loads((db / "refs.json").read_text())
+    assert ids["hop_s"] == 0.5 and ids["ids"][1] == ["rec0", 0.5] and len(ids["ids"]) == 5 * 23
+    rng = np.random.default_rng(3)
+    snippet = recs[3][int(6.5 * SR):int(9.5 * SR)]
+    snippet = snippet + rng.normal(0, np.sqrt(np.mean(snippet ** 2) / 100), len(snippet)).astype(np.float32)  # 20 dB
+    sf.write(tmp_path / "q.wav", snippet, SR)
+    capsys.readouterr()
+    assert identify_fingerprint.main([str(db), str(tmp_path / "q.wav"), "--json", "--device", "cpu"]) == 0
+    answer = json.loads(capsys.readouterr().out)["answers"][0]
+    assert answer["recording"] == "rec3" and abs(answer["offset_s"] - 6.5) <= 0.5 and answer["score"] > 0.5
+
+    # a database built by another fingerprinter is refused
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.yaml", "best.pt"):
+        (other / name).write_bytes((root / "model" / name).read_bytes())
+    state = torch.load(other / "best.pt", weights_only=False)
+    state["model"] = {k: v + 0.01 for k, v in state["model"].items()}
+    torch.save(state, other / "best.pt")
+    capsys.readouterr()
+    assert identify_fingerprint.main([str(db), str(tmp_path / "q.wav"), "--model_dir", str(other)]) == 1
+    assert "another fingerprinter" in capsys.readouterr().err
+
+
+def test_seed_index_parameters():
+    from csi.fingerprint.database import fingerprint_params
+
+    assert fingerprint_params(20_000, 128) == {"m": 32, "nlist": 256, "nprobe": 16}
+    assert fingerprint_params(3_900, 128)["nlist"] == 100                 # 39 training vectors a list
+    assert fingerprint_params(1_000_000, 128)["nlist"] == 4096            # the automatic rule above 100k
+    assert fingerprint_params(20_000, 128, m=16, nlist=128)["m"] == 16

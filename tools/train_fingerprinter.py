@@ -1,0 +1,87 @@
+"""Train the neural fingerprinter (NT-Xent between 1-s segments and augmented copies).
+
+    python3 -m tools.train_fingerprinter [-ep 20] [-bs 64] [-m nafp_cnn] [--optim adam|lamb]
+        -o MODEL_DIR [--config YAML] [--set key=VALUE] [--max_minutes M] [--no_progress] MODE ...
+
+    MODE  static -tp TRAIN_SET -vp VAL_SET          pairs of tools.generate_training_dataset
+          dynamic -p WAV_DIR [-n 5] [-tr 0.8]       pairs drawn afresh every epoch, generated
+                                                    noises and rooms
+          dynamic_online -p WAV_DIR -ir IR_DIR -bn NOISE_DIR [-n 5] [-tr 0.8]
+                                                    the same with your noises and rooms
+
+The seed system's command line over csi.fingerprint.train: ``--config`` a YAML of ``model``,
+``mel`` and ``train`` sections (csi.fingerprint.train.FingerprintConfig; unknown keys are
+errors), ``--set`` a ``train`` key (e.g. ``temperature=0.1``); -ep/-bs/-m/--optim/--max_minutes
+override it. Early stopping on the validation loss (``train.patience``); an interrupted run
+resumes from MODEL_DIR/checkpoints/last.pt. Prints one JSON line (epochs, best validation
+loss, minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from csi.cli import add_progress_arg, add_set_arg, run_tool_main, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-ep", "--epochs", type=int)
+    p.add_argument("-bs", "--batch_size", type=int, help="pairs a batch")
+    p.add_argument("-m", "--model", help="fingerprinter name (csi.fingerprint.model.FINGERPRINTERS)")
+    p.add_argument("--optim", choices=("adam", "lamb"))
+    p.add_argument("-o", "--out_dir", type=Path, required=True, help="model directory")
+    p.add_argument("--config", type=Path, help="YAML with model, mel and train sections")
+    p.add_argument("--max_minutes", type=float)
+    add_set_arg(p, "the train section")
+    add_progress_arg(p)
+    modes = p.add_subparsers(dest="mode", required=True)
+    static = modes.add_parser("static", help="pairs written by tools.generate_training_dataset")
+    static.add_argument("-tp", "--train_path", type=Path, required=True)
+    static.add_argument("-vp", "--val_path", type=Path, required=True)
+    for name in ("dynamic", "dynamic_online"):
+        m = modes.add_parser(name, help="pairs drawn afresh every epoch")
+        m.add_argument("-p", "--path", type=Path, required=True, help="folder of training audio")
+        m.add_argument("-n", "--segments", type=int, default=5)
+        m.add_argument("-tr", "--train_fraction", type=float, default=0.8)
+        m.add_argument("-ir", "--ir_dir", type=Path, required=name == "dynamic_online")
+        m.add_argument("-bn", "--noise_dir", type=Path, required=name == "dynamic_online")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    return run_tool_main("train_fingerprinter", lambda: run(args), (ValueError,))
+
+
+def run(args: argparse.Namespace) -> int:
+    from csi.cli import apply_overrides
+    from csi.env import write_run_info
+    from csi.fingerprint.train import Trainer, read_config
+
+    train_keys = apply_overrides({}, args.set, "--set")
+    train_keys.update({k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                         ("optimizer", args.optim), ("max_minutes", args.max_minutes)) if v is not None})
+    config = read_config(args.config, train_keys)
+    if args.model:
+        config.model = {"name": args.model}
+    if args.mode == "static":
+        from csi.fingerprint.segments import StaticPairDataset
+        train_set, val_set = StaticPairDataset(args.train_path), StaticPairDataset(args.val_path)
+    else:
+        from csi.fingerprint.online import online_datasets
+        train_set, val_set = online_datasets(args.path, args.segments, args.train_fraction, args.ir_dir,
+                                             args.noise_dir, config.train.seed)
+    summary = Trainer(config, args.out_dir).fit(train_set, val_set, progress=not args.no_progress)
+    write_run_info(args.out_dir / "train_fingerprinter.yaml",
+                   {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                   train_pairs=len(train_set), val_pairs=len(val_set), summary=summary)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
