@@ -212,6 +212,20 @@ def test_softmax_ls_against_loop_reference(eps):
                                F.cross_entropy(logits.float(), labels, label_smoothing=eps))
 
 
+def test_softmax_ls_and_ntxent_hand_computed():
+    """Numbers worked out by hand. Label smoothing 0.3 over 3 classes, logits (0, 0, ln 2),
+    label 2: softmax (1/4, 1/4, 1/2), target (0.1, 0.1, 0.8), loss -(0.2·ln(1/4) + 0.8·ln(1/2))
+    = 0.4·ln 2 + 0.8·ln 2 = 1.2·ln 2. NT-Xent at t = 1 on two pairs of orthogonal unit vectors:
+    every anchor has similarity 1 to its pair and 0 to the two others, -ln(e / (e + 2))."""
+    import math
+
+    logits = torch.tensor([[0.0, 0.0, math.log(2.0)]], dtype=torch.float64)
+    assert LabelSmoothingCE(0.3)(logits, torch.tensor([2])).item() == pytest.approx(1.2 * math.log(2.0), rel=1e-12)
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    loss = NTXentLoss(temperature=1.0)(z, torch.tensor([0, 0, 1, 1]))
+    assert loss.item() == pytest.approx(-math.log(math.e / (math.e + 2.0)), rel=1e-12)
+
+
 def test_softmax_ls_stable_gradient_and_fp16():
     logits = torch.tensor([[1000.0, -1000.0, 0.0]], requires_grad=True)
     loss = LabelSmoothingCE(0.1)(logits, torch.tensor([1]))
