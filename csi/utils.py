@@ -6,6 +6,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: audio whose peak is below this is "silent" (stage 2 and queries)
 
@@ -13,12 +14,19 @@ SILENCE_PEAK = 1e-4  # -80 dBFS: audio whose peak is below this is "silent" (sta
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary name and ``os.replace``: a reader sees
     the old file or the whole new one, never a part."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(binary file)`` on a temporary file beside ``path``, flush it to disk and
+    rename it to ``path`` (``np.save``, ``torch.save``, ``np.savez`` take the file object);
+    on any error the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

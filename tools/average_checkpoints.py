@@ -16,22 +16,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from csi.cli import ToolError, run_tool_main
+from csi.cli import ToolError, positive_int, run_tool_main
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("exp_dir")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--last", type=_positive, metavar="N")
-    group.add_argument("--best", type=_positive, metavar="N")
+    group.add_argument("--last", type=positive_int, metavar="N")
+    group.add_argument("--best", type=positive_int, metavar="N")
     parser.add_argument("--dev_set", help="dev set whose MAP ranks the epochs (default: the first)")
     return parser
 

@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 
-from csi.cli import add_progress_arg, run_tool_main, setup_logging
+from csi.cli import add_progress_arg, positive_int, run_tool_main, setup_logging
 
 
 def _fraction(text: str) -> float:
@@ -33,18 +33,12 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="generate_training_dataset", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-i", "--input", required=True, help="folder of audio files (searched recursively)")
-    p.add_argument("-n", "--segments", type=_positive, default=5, help="segments per file (default 5)")
+    p.add_argument("-n", "--segments", type=positive_int, default=5, help="segments per file (default 5)")
     p.add_argument("-tr", "--train_fraction", type=_fraction, default=0.8, help="share of files for training")
     p.add_argument("-ir", "--ir_dir", help="folder of room impulse responses (default: synthesised)")
     p.add_argument("-bn", "--noise_dir", help="folder of background noises (default: synthesised)")
@@ -55,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p_reverb", type=float, default=0.8, help="probability that a positive is reverberated")
     p.add_argument("--max_offset_s", type=float, default=0.2, help="largest time shift of a positive in seconds")
     p.add_argument("--samples", type=int, default=4, help="pairs written to OUT/Samples as WAV files")
-    p.add_argument("--shard_size", type=_positive, default=1000, help="pairs per .npz shard")
+    p.add_argument("--shard_size", type=positive_int, default=1000, help="pairs per .npz shard")
     add_progress_arg(p)
     return p
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from csi.index import ChunkIndex, auto_params
 from csi.index.identity import ModelMismatchError
-from csi.utils import atomic_write_text
+from csi.utils import atomic_write, atomic_write_text
 
 FP_LIST = "fingerprints.jsonl"
 SEED_M, SEED_NLIST = 32, 256
@@ -35,10 +35,7 @@ def write_fingerprints(out_dir: str | os.PathLike, identity: dict[str, Any], hop
     lines = [json.dumps({"model": identity, "hop_s": hop_s})]
     for n, (recording, fp, duration) in enumerate(items):
         name = f"{n:06d}.npy"
-        tmp = out_dir / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, fp.astype(np.float32))
-        os.replace(tmp, out_dir / name)
+        atomic_write(out_dir / name, lambda f: np.save(f, fp.astype(np.float32)))
         lines.append(json.dumps({"recording": recording, "file": name, "count": len(fp),
                                  "duration_s": round(duration, 3)}, ensure_ascii=False))
     atomic_write_text(out_dir / FP_LIST, "\n".join(lines) + "\n")

@@ -27,7 +27,7 @@ import numpy as np
 from csi.fingerprint.augment import (NOISE_KINDS, SEGMENT_S, SR, Augmenter, _write_wav, babble, coloured_noise,
                                      list_audio_files, synthetic_room_ir)
 from csi.fingerprint.segments import SHARD_PATTERN, segment_starts, split_files
-from csi.utils import atomic_write_text
+from csi.utils import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,11 @@ def _generated_noises(split: str, files: list[str], root: Path, seed: int) -> tu
 
 def _flush(split_dir: Path, shard: int, buffer: dict[str, list]) -> int:
     """Write the buffered pairs as shard ``shard`` (temporary name, then os.replace)."""
-    path = split_dir / SHARD_PATTERN.format(shard)
-    tmp = split_dir / f".{path.name}.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, anchor=np.stack(buffer["anchor"]).astype(np.float16),
-                 positive=np.stack(buffer["positive"]).astype(np.float16),
-                 file_index=np.asarray(buffer["file"], dtype=np.int32), start_s=np.asarray(buffer["start_s"]))
-    os.replace(tmp, path)
+    atomic_write(split_dir / SHARD_PATTERN.format(shard),
+                 lambda f: np.savez(f, anchor=np.stack(buffer["anchor"]).astype(np.float16),
+                                    positive=np.stack(buffer["positive"]).astype(np.float16),
+                                    file_index=np.asarray(buffer["file"], dtype=np.int32),
+                                    start_s=np.asarray(buffer["start_s"])))
     for values in buffer.values():
         values.clear()
     return shard + 1

@@ -49,13 +49,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from csi.utils import SILENCE_PEAK
+from csi.utils import SILENCE_PEAK, atomic_write
 
 SR = 8000
 FORMAT = "csi-landmark-1"
@@ -295,22 +294,10 @@ class LandmarkIndex:
     def save(self, path: str | os.PathLike) -> None:
         """Write the index to an ``.npz`` file, atomically (temporary name, then ``os.replace``)."""
         self._merge()
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
         meta = {"format": FORMAT, "params": asdict(self.params)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, hashes=self._hashes, recs=self._recs, times=self._times,
-                         names=np.array(self.names, dtype=str), meta=np.array(json.dumps(meta)))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(f, hashes=self._hashes, recs=self._recs, times=self._times,
+                                              names=np.array(self.names, dtype=str),
+                                              meta=np.array(json.dumps(meta))))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LandmarkIndex":

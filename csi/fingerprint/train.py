@@ -27,7 +27,7 @@ from csi.fingerprint.lamb import Lamb
 from csi.fingerprint.model import build_fingerprinter
 from csi.losses import NTXentLoss
 from csi.registry import ConfigError
-from csi.utils import atomic_write_text, file_sha256
+from csi.utils import atomic_write, atomic_write_text, file_sha256
 
 log = logging.getLogger("csi.fingerprint")
 
@@ -118,10 +118,7 @@ class Trainer:
         atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
 
     def _save(self, path: Path, state: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(state, f))
 
     def resume(self) -> bool:
         path = self.dir / LAST_FILE

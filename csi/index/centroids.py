@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from csi.index.store import ChunkIndex, IndexFileError
-from csi.utils import atomic_write_text
+from csi.utils import atomic_write, atomic_write_text
 
 CENTROIDS_FILE = "centroids.npy"
 CENTROIDS_META = "centroids.json"
@@ -65,10 +65,7 @@ class WorkCentroids:
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
-        tmp = directory / f".{CENTROIDS_FILE}.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, self.centroids)
-        os.replace(tmp, directory / CENTROIDS_FILE)
+        atomic_write(directory / CENTROIDS_FILE, lambda f: np.save(f, self.centroids))
         meta = {"songs": self.songs, "radius": self.radius.tolist(), "recordings": self.recordings.tolist(),
                 "quantile": self.quantile, "model": self.model}
         atomic_write_text(directory / CENTROIDS_META, json.dumps(meta, ensure_ascii=False) + "\n")
