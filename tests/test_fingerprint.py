@@ -157,3 +157,16 @@ def test_seed_index_parameters():
     assert fingerprint_params(3_900, 128)["nlist"] == 100                 # 39 training vectors a list
     assert fingerprint_params(1_000_000, 128)["nlist"] == 4096            # the automatic rule above 100k
     assert fingerprint_params(20_000, 128, m=16, nlist=128)["m"] == 16
+
+
+def test_grouped_batches_hold_several_moments_of_a_recording():
+    from csi.fingerprint.train import grouped_batches
+
+    groups = np.repeat(np.arange(10), 5)                       # 10 recordings, 5 segments each
+    batches = grouped_batches(groups, batch_size=8, per_group=4, seed=1)
+    flat = [i for b in batches for i in b]
+    assert all(len(b) == 8 for b in batches) and len(flat) == len(set(flat)) and len(batches) == 50 // 8
+    shared = [max(np.bincount(groups[b])) for b in batches]
+    assert min(shared) >= 2                                     # runs of one recording meet in a batch
+    assert grouped_batches(groups, 8, 4, seed=1) == batches and grouped_batches(groups, 8, 4, seed=2) != batches
+    assert sorted(i for b in grouped_batches(groups, 10, 1, seed=1) for i in b) == list(range(50))   # random batches

@@ -143,8 +143,8 @@ def test_augmenter_pairs():
 
 
 def test_pair_dataset_is_reproducible_per_epoch(tmp_path):
-    sf.write(tmp_path / "a.wav", _tone(3.0, 16000, seed=1), 16000)
-    recordings = [_tone(3.0, seed=2), str(tmp_path / "a.wav"), _tone(0.5, seed=3)]
+    sf.write(tmp_path / "a.wav", _tone(5.0, 16000, seed=1), 16000)
+    recordings = [_tone(5.0, seed=2), str(tmp_path / "a.wav"), _tone(0.5, seed=3)]
     ds = PairDataset(recordings, _augmenter(), segments_per_file=4, seed=3)
     assert len(ds) == 8 and ds.skipped == ["#2"]
     a, p = ds[5]
@@ -157,6 +157,8 @@ def test_pair_dataset_is_reproducible_per_epoch(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(ds[5], twin[5]))
     with pytest.raises(IndexError):
         ds[8]
+    starts = [float(ds.recordings[1][:SR] @ ds[k][0].numpy()) for k in range(4, 8)]     # one file's segments
+    assert len(set(np.round(starts, 3))) == 4 and list(ds.groups) == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
 def _write_corpus(folder):

@@ -70,6 +70,7 @@ class PairDataset(Dataset):
         self.segments_per_file = int(segments_per_file)
         self.seed = int(seed)
         self.epoch = 0
+        self.sr, self.seg_s = sr, seg_s
         self.segment = int(round(seg_s * sr))
         self.recordings: list[np.ndarray] = []
         self.names: list[str] = []
@@ -91,12 +92,21 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.recordings) * self.segments_per_file
 
+    @property
+    def groups(self) -> np.ndarray:
+        """The recording of each item (for batches of several moments of one recording)."""
+        return np.arange(len(self)) // self.segments_per_file
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} pairs")
         rng = np.random.default_rng((self.seed, self.epoch, int(index)))
-        audio = self.recordings[index // self.segments_per_file]
-        start = int(rng.integers(0, audio.size - self.segment + 1))
+        file, k = divmod(int(index), self.segments_per_file)
+        audio = self.recordings[file]
+        # the file's segments of this epoch do not overlap (no false negatives within a batch)
+        starts = segment_starts(audio.size, self.segments_per_file, self.sr,
+                                np.random.default_rng((self.seed, self.epoch, file, 7)), self.seg_s)
+        start = starts[k % len(starts)]
         anchor, positive = self.augmenter(audio, start, rng)
         return torch.from_numpy(anchor), torch.from_numpy(positive)
 
@@ -130,6 +140,11 @@ class StaticPairDataset(Dataset):
 
     def __len__(self) -> int:
         return int(self.anchor.shape[0])
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The recording of each pair (``file_index``)."""
+        return self.file_index
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.from_numpy(self.anchor[index].astype(np.float32)),

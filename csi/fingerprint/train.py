@@ -47,6 +47,8 @@ class TrainSettings:
     patience: int = 5                     # epochs without a lower validation loss
     max_minutes: Optional[float] = None   # stop after the epoch once this much wall time passed
     mask_prob: float = 0.5                # time/frequency masking of the augmented copy's mel
+    file_group: int = 4                   # pairs of one recording in a batch: other moments of the same
+                                          # recording as negatives (1: random batches)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -54,6 +56,8 @@ class TrainSettings:
             raise ConfigError(f"fingerprint training: optimizer must be adam or lamb, got {self.optimizer!r}")
         if self.batch_size < 2:
             raise ConfigError("fingerprint training: batch_size must be >= 2 (in-batch negatives)")
+        if not 1 <= self.file_group <= self.batch_size:
+            raise ConfigError(f"fingerprint training: file_group must be in [1, batch_size], got {self.file_group}")
 
 
 @dataclass
@@ -173,8 +177,9 @@ class Trainer:
         while self.epoch < t.epochs and stale < t.patience:
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(self.epoch)
-            loader = torch.utils.data.DataLoader(train_set, batch_size=t.batch_size, shuffle=True, drop_last=True,
-                                                 generator=torch.Generator().manual_seed(t.seed * 1000 + self.epoch))
+            batches = grouped_batches(getattr(train_set, "groups", np.arange(len(train_set))), t.batch_size,
+                                      t.file_group, t.seed * 1000 + self.epoch)
+            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches)
             started, total, count = time.time(), 0.0, 0
             self.model.train()
             for anchor, positive in tqdm(loader, desc=f"epoch {self.epoch + 1}", disable=not progress, leave=False):
@@ -212,6 +217,21 @@ class Trainer:
         """Epochs after the one with the lowest validation loss."""
         best_at = min(range(len(self.history)), key=lambda i: self.history[i]["val_loss"], default=-1)
         return range(best_at + 1, len(self.history))
+
+
+def grouped_batches(groups: np.ndarray, batch_size: int, per_group: int, seed: int) -> list[list[int]]:
+    """Batches of ``batch_size`` items made of runs of up to ``per_group`` items of one
+    group (recording), groups and items in a seeded random order; the last incomplete batch
+    is dropped. Several moments of one recording in a batch make the contrastive task tell
+    times apart, not only recordings (with random batches they rarely meet)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(groups))
+    by_group: dict[int, list[int]] = {}
+    for i in order:
+        by_group.setdefault(int(groups[i]), []).append(int(i))
+    runs = [items[k:k + per_group] for items in by_group.values() for k in range(0, len(items), per_group)]
+    flat = [i for run in (runs[j] for j in rng.permutation(len(runs))) for i in run]
+    return [flat[b:b + batch_size] for b in range(0, len(flat) - batch_size + 1, batch_size)]
 
 
 def plot_history(history: list[dict], path: Path) -> None:
