@@ -135,7 +135,7 @@ def test_database_identifies_a_planted_noisy_snippet(trained, tmp_path, capsys):
     capsys.readouterr()
     assert identify_fingerprint.main([str(db), str(tmp_path / "q.wav"), "--json", "--device", "cpu"]) == 0
     answer = json.loads(capsys.readouterr().out)["answers"][0]
-    assert answer["recording"] == "rec3" and abs(answer["offset_s"] - 6.5) <= 0.5 and answer["score"] > 0.5
+    assert answer["recording"] == "rec3" and abs(answer["offset_s"] - 6.5) <= 0.15 and answer["score"] > 0.2
 
     # a database built by another fingerprinter is refused
     other = tmp_path / "other"
