@@ -170,3 +170,35 @@ def test_grouped_batches_hold_several_moments_of_a_recording():
     assert min(shared) >= 2                                     # runs of one recording meet in a batch
     assert grouped_batches(groups, 8, 4, seed=1) == batches and grouped_batches(groups, 8, 4, seed=2) != batches
     assert sorted(i for b in grouped_batches(groups, 10, 1, seed=1) for i in b) == list(range(50))   # random batches
+
+
+def test_train_fingerprinter_dynamic_mode(tmp_path, capsys):
+    """The seed's command line, online pairs (fresh segments and degradations every epoch)."""
+    import yaml
+
+    from tools import train_fingerprinter
+
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i in range(5):
+        sf.write(wavs / f"r{i}.wav", _recording(10 + i, seconds=5.0), SR)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"model": TINY, "train": {"file_group": 2}}))
+    out = tmp_path / "model"
+    assert train_fingerprinter.main(["-ep", "1", "-bs", "4", "--config", str(tmp_path / "tiny.yaml"), "-o", str(out),
+                                     "--no_progress", "dynamic", "-p", str(wavs), "-n", "4"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and (out / "best.pt").exists()
+    record = yaml.safe_load((out / "train_fingerprinter.yaml").read_text())
+    assert record["train_pairs"] == 16 and record["val_pairs"] == 4            # 4 + 1 files, 4 segments each
+
+
+def test_online_datasets_refuse_an_empty_noise_folder(tmp_path):
+    from csi.fingerprint.online import online_datasets
+
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i in range(3):
+        sf.write(wavs / f"r{i}.wav", _recording(20 + i, seconds=3.0), SR)
+    (tmp_path / "noise").mkdir()
+    with pytest.raises(ValueError, match="noise folder .*noise holds no audio file"):
+        online_datasets(wavs, noise_dir=tmp_path / "noise")

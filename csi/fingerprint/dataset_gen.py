@@ -38,12 +38,12 @@ BABBLE_POOL = 16               # at most this many files of a split voice its ba
 NOISE_CLIP_S = 10.0
 
 
-def _load(path: Path) -> np.ndarray:
+def load_mono(path: Path) -> np.ndarray:
     from csi.io.audio import load
     return load(path, SR)[0]
 
 
-def _folder_split(folder: Path, what: str, train_fraction: float, seed: int) -> dict[str, list[np.ndarray]]:
+def split_folder_audio(folder: Path, what: str, train_fraction: float, seed: int) -> dict[str, list[np.ndarray]]:
     """The audio of ``folder`` split by file into train and val (val reuses train's when
     the folder holds one file)."""
     from csi.io.audio import AudioError
@@ -55,13 +55,13 @@ def _folder_split(folder: Path, what: str, train_fraction: float, seed: int) -> 
     out = {}
     for split, paths in (("train", train), ("val", val)):
         try:
-            out[split] = [_load(p) for p in paths]
+            out[split] = [load_mono(p) for p in paths]
         except AudioError as e:
             raise ValueError(f"{what} folder {folder}: {e}") from None
     return out
 
 
-def _generated_noises(split: str, files: list[str], root: Path, seed: int) -> tuple[list[np.ndarray], list[tuple]]:
+def generated_noises(split: str, files: list[str], root: Path, seed: int) -> tuple[list[np.ndarray], list[tuple]]:
     """Coloured noise clips, and babble clips of up to BABBLE_POOL files of the split with
     the set of files voicing each (a file's own voice is kept out of its noises)."""
     rng = np.random.default_rng((seed, 2, 0 if split == "train" else 1))
@@ -70,7 +70,7 @@ def _generated_noises(split: str, files: list[str], root: Path, seed: int) -> tu
     clips = []
     if len(files) >= 2:
         pool_names = [files[i] for i in sorted(rng.choice(len(files), min(BABBLE_POOL, len(files)), replace=False))]
-        pool = {name: _load(root / name) for name in pool_names}
+        pool = {name: load_mono(root / name) for name in pool_names}
         for _ in range(BABBLE_CLIPS):
             voices = min(int(rng.integers(3, 7)), len(pool_names) - 1)   # each clip leaves a file out
             names = [pool_names[i] for i in rng.choice(len(pool_names), voices, replace=False)]
@@ -133,15 +133,15 @@ def generate(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
                          f"among {len(paths)}")
     out = Path(out_dir) if out_dir is not None else Path.cwd() / f"Dataset_{len(paths)}"
     split = dict(zip(("train", "val"), split_files(usable, train_fraction, seed)))
-    irs = (_folder_split(Path(ir_dir), "IR", train_fraction, seed) if ir_dir is not None else
+    irs = (split_folder_audio(Path(ir_dir), "IR", train_fraction, seed) if ir_dir is not None else
            {s: [synthetic_room_ir(np.random.default_rng((seed, 1, k)), SR) for _ in range(GENERATED_IRS[s])]
             for k, s in enumerate(("train", "val"))})
-    given = _folder_split(Path(noise_dir), "noise", train_fraction, seed) if noise_dir is not None else None
+    given = split_folder_audio(Path(noise_dir), "noise", train_fraction, seed) if noise_dir is not None else None
     index = {name: i for i, name in enumerate(sorted(usable))}
     bar = tqdm(total=len(usable), desc="pairs", unit="file", disable=not progress, file=sys.stderr)
     counts, sample_pairs = {}, []
     for s, files in split.items():
-        noises, clips = (given[s], []) if given is not None else _generated_noises(s, files, root, seed)
+        noises, clips = (given[s], []) if given is not None else generated_noises(s, files, root, seed)
         aug = Augmenter(noises, irs[s], snr_db=snr_db, p_reverb=p_reverb, max_offset_s=max_offset_s, seed=seed)
         split_dir = out / f"{s}_set"
         split_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +152,7 @@ def generate(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         for k, name in enumerate(files):
             bar.update(1)
             try:
-                audio = _load(root / name)
+                audio = load_mono(root / name)
             except AudioError as e:
                 skipped[name] = str(e)
                 continue

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from csi.fingerprint.augment import Augmenter, list_audio_files, synthetic_room_ir
-from csi.fingerprint.dataset_gen import GENERATED_IRS, _folder_split, _generated_noises, _load
+from csi.fingerprint.dataset_gen import GENERATED_IRS, split_folder_audio, generated_noises, load_mono
 from csi.fingerprint.segments import PairDataset, split_files
 
 
@@ -21,13 +21,13 @@ def online_datasets(wav_dir: str | os.PathLike, segments: int = 5, train_fractio
     root = Path(wav_dir)
     names = [p.relative_to(root).as_posix() for p in list_audio_files(root, "input")]
     splits = dict(zip(("train", "val"), split_files(names, train_fraction, seed)))
-    noises = _folder_split(Path(noise_dir), "noise", train_fraction, seed) if noise_dir else None
-    irs = _folder_split(Path(ir_dir), "IR", train_fraction, seed) if ir_dir else None
+    noises = split_folder_audio(Path(noise_dir), "noise", train_fraction, seed) if noise_dir else None
+    irs = split_folder_audio(Path(ir_dir), "IR", train_fraction, seed) if ir_dir else None
     out = []
     for k, split in enumerate(("train", "val")):
-        recordings = [_load(root / name) for name in splits[split]]
+        recordings = [load_mono(root / name) for name in splits[split]]
         if noises is None:
-            coloured, clips = _generated_noises(split, splits[split], root, seed)
+            coloured, clips = generated_noises(split, splits[split], root, seed)
             split_noises = coloured + [clip for _, clip in clips]
         else:
             split_noises = noises[split]
