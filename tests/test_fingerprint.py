@@ -202,3 +202,19 @@ def test_online_datasets_refuse_an_empty_noise_folder(tmp_path):
     (tmp_path / "noise").mkdir()
     with pytest.raises(ValueError, match="noise folder .*noise holds no audio file"):
         online_datasets(wavs, noise_dir=tmp_path / "noise")
+
+
+def test_evaluation_scores_recording_and_offset():
+    from csi.fingerprint.evaluate import make_queries, score, table
+
+    refs = [("a", _recording(30, 6.0)), ("b", _recording(31, 6.0))]
+    rng = np.random.default_rng(0)
+    queries = make_queries(refs, SR, [1.0, 2.0], [5.0], 4, [rng.normal(size=SR * 3)], [np.array([1.0, 0.3])], seed=2)
+    assert len(queries) == 8 and all(len(q["audio"]) == int(q["length_s"] * SR) for q in queries)
+    truth = {id(q["audio"]): q for q in queries}
+    exact = score(queries, lambda y: [{"recording": truth[id(y)]["recording"], "offset_s": truth[id(y)]["offset_s"]}])
+    assert exact["hit_rate"] == {"1s@5dB": 1.0, "2s@5dB": 1.0} and exact["recording_right"] == 1.0
+    late = score(queries, lambda y: [{"recording": truth[id(y)]["recording"], "offset_s": truth[id(y)]["offset_s"] + 2}])
+    assert late["hit_rate"]["1s@5dB"] == 0.0 and late["recording_right"] == 1.0      # right recording, wrong place
+    assert score(queries, lambda y: [])["recording_right"] == 0.0
+    assert "| 2 s | 1.000 |" in table({"learned": exact}, [1.0, 2.0], [5.0])

@@ -5,7 +5,8 @@ Queries are cut from the reference recordings at random offsets, for every query
 and SNR: reverberated with a room impulse response and mixed with noise at the SNR, both
 from sets never used in training (generated with a test seed, or the user's folders). A
 query is a hit when the top answer is its recording and the offset is within ±``tolerance_s``
-(0.5 s) of the truth. Also measured: database bytes per reference audio-second and the
+(0.5 s) of the truth; the share of queries whose recording alone is right is reported too
+(a recording that repeats a passage exactly leaves the offset ambiguous). Also measured: database bytes per reference audio-second and the
 time to identify one query (fingerprints included; median and 90th percentile).
 """
 from __future__ import annotations
@@ -41,17 +42,21 @@ def make_queries(references: list[tuple[str, np.ndarray]], sr: int, lengths_s: l
 
 def score(queries: list[dict], identify: Callable[[np.ndarray], list[dict]], tolerance_s: float = 0.5
           ) -> dict[str, Any]:
-    """Hit rate per (length, SNR) of a system, and its time per query."""
+    """Hit rate per (length, SNR) of a system (right recording and offset), the share of
+    queries whose recording alone is right, and its time per query."""
     cells: dict[tuple[float, float], list[bool]] = {}
+    recording_right: list[bool] = []
     times = []
     for q in queries:
         t0 = time.perf_counter()
         answer = identify(q["audio"])
         times.append(time.perf_counter() - t0)
-        hit = bool(answer) and answer[0]["recording"] == q["recording"] and \
-            abs(answer[0]["offset_s"] - q["offset_s"]) <= tolerance_s
+        right = bool(answer) and answer[0]["recording"] == q["recording"]
+        hit = right and abs(answer[0]["offset_s"] - q["offset_s"]) <= tolerance_s
+        recording_right.append(right)
         cells.setdefault((q["length_s"], q["snr_db"]), []).append(hit)
     return {"hit_rate": {f"{length:g}s@{snr:g}dB": round(float(np.mean(h)), 4) for (length, snr), h in cells.items()},
+            "recording_right": round(float(np.mean(recording_right)), 4),
             "query_ms_p50": round(1000 * float(np.median(times)), 2),
             "query_ms_p90": round(1000 * float(np.percentile(times, 90)), 2)}
 
