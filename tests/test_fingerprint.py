@@ -96,7 +96,8 @@ def trained(tmp_path_factory):
 
 
 def test_training_writes_a_model_directory_and_resumes(trained):
-    from csi.fingerprint.train import Trainer, load_fingerprinter
+    from csi.fingerprint.inference import load_fingerprinter
+    from csi.fingerprint.train import Trainer
 
     root, recs, cfg, summary = trained
     model_dir = root / "model"

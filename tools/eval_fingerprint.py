@@ -58,18 +58,14 @@ def run(args: argparse.Namespace) -> int:
 
     from csi.env import write_run_info
     from csi.fingerprint import augment, evaluate
-    from csi.fingerprint.database import open_database
+    from csi.fingerprint.database import open_with_model
     from csi.fingerprint.landmark import LandmarkIndex
     from csi.fingerprint.references import list_recordings
     from csi.fingerprint.search import identify_snippet
-    from csi.fingerprint.train import load_fingerprinter
-    from csi.index import read_info
     from csi.io.audio import load
     from csi.utils import atomic_write_text, resolve_device
 
-    loaded = load_fingerprinter(args.model_dir or Path(read_info(args.db_dir)["model"]["model_dir"]),
-                                str(resolve_device(args.device)))
-    index = open_database(args.db_dir, loaded.identity)
+    loaded, index = open_with_model(args.db_dir, args.model_dir, str(resolve_device(args.device)))
     sr = loaded.mel.sr
     refs = [(rec, load(path, sr)[0]) for rec, path in list_recordings(args.references)]
     refs = [(rec, audio) for rec, audio in refs if rec in index]

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from csi.env import write_run_info
     from csi.fingerprint.database import write_fingerprints
     from csi.fingerprint.references import list_recordings
-    from csi.fingerprint.train import fingerprints, load_fingerprinter
+    from csi.fingerprint.inference import fingerprints, load_fingerprinter
     from csi.io.audio import load
     from csi.utils import atomic_write_text, resolve_device
 

@@ -40,16 +40,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from csi.fingerprint.database import open_database
+    from csi.fingerprint.database import open_with_model
     from csi.fingerprint.search import identify_snippet
-    from csi.fingerprint.train import load_fingerprinter
-    from csi.index import read_info
     from csi.io.audio import load
     from csi.utils import resolve_device
 
-    model_dir = args.model_dir or Path(read_info(args.db_dir)["model"]["model_dir"])
-    loaded = load_fingerprinter(model_dir, str(resolve_device(args.device)))
-    index = open_database(args.db_dir, loaded.identity)
+    loaded, index = open_with_model(args.db_dir, args.model_dir, str(resolve_device(args.device)))
     answered = 0
     for path in args.audio:
         try:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from csi.index import ChunkIndex, auto_params
 from csi.index.identity import ModelMismatchError
 from csi.utils import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from csi.fingerprint.inference import LoadedFingerprinter
 
 FP_LIST = "fingerprints.jsonl"
 SEED_M, SEED_NLIST = 32, 256
@@ -84,6 +87,17 @@ def build_database(fp_dir: str | os.PathLike, out_dir: str | os.PathLike, name: 
     ids = [[r["utt"], round(j * hop_s, 3)] for r in index.recordings for j in range(r["count"])]
     atomic_write_text(out_dir / f"{name}.json", json.dumps({"hop_s": hop_s, "ids": ids}, ensure_ascii=False) + "\n")
     return index
+
+
+def open_with_model(db_dir: str | os.PathLike, model_dir: str | os.PathLike | None = None,
+                    device: str = "cpu") -> tuple["LoadedFingerprinter", ChunkIndex]:
+    """The fingerprinter recorded in ``db_dir``'s index.json (or ``model_dir``) and the
+    database, refused (ModelMismatchError) if another fingerprinter built it."""
+    from csi.fingerprint.inference import load_fingerprinter
+    from csi.index import read_info
+
+    loaded = load_fingerprinter(model_dir or Path(read_info(db_dir)["model"]["model_dir"]), device)
+    return loaded, open_database(db_dir, loaded.identity)
 
 
 def open_database(db_dir: str | os.PathLike, identity: dict[str, Any]) -> ChunkIndex:

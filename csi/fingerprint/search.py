@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from csi.fingerprint.train import LoadedFingerprinter, fingerprints
+from csi.fingerprint.inference import LoadedFingerprinter, fingerprints
 from csi.index import ChunkIndex
 
 QUERY_SUBSTEPS = 5
@@ -35,8 +35,7 @@ def identify_snippet(index: ChunkIndex, loaded: LoadedFingerprinter, audio: np.n
     hit = ids >= 0
     vid = ids[hit]
     rec = index.owner[vid]
-    first = np.array([r["start"] for r in index.recordings])
-    offset = (vid - first[rec]) * db_hop - np.broadcast_to(starts[:, None], ids.shape)[hit]
+    offset = (vid - index.first_vector[rec]) * db_hop - np.broadcast_to(starts[:, None], ids.shape)[hit]
     sim = scores[hit].astype(np.float64)
     if not len(sim):
         return []
@@ -49,13 +48,14 @@ def identify_snippet(index: ChunkIndex, loaded: LoadedFingerprinter, audio: np.n
     for d in range(1, window_bins + 1):
         window[d:] += votes[:-d]
         window[:-d] += votes[d:]
-    answers = []
+    answers, seen = [], set()
     for best in np.argsort(-window, kind="stable"):
         r = int(best // span)
-        if window[best] <= 0 or any(a["recording"] == index.utts[r] for a in answers):
-            if window[best] <= 0:
-                break
+        if window[best] <= 0:
+            break
+        if r in seen:                                    # a recording's best window only
             continue
+        seen.add(r)
         near = (rec == r) & (np.abs(key - best) <= window_bins)
         answers.append({"recording": index.utts[r],
                         "offset_s": round(float(np.average(offset[near], weights=sim[near])), 3),

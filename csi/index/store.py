@@ -112,6 +112,7 @@ class ChunkIndex:
     def _refresh(self) -> None:
         counts = np.array([r["count"] for r in self.recordings], dtype=np.int64)
         self.owner = np.repeat(np.arange(len(self.recordings), dtype=np.int64), counts)
+        self.first_vector = np.array([r["start"] for r in self.recordings], dtype=np.int64)  # of each recording
         self.utts = [r["utt"] for r in self.recordings]
         self._utt_set = set(self.utts)
         song_index: dict[str, int] = {}
