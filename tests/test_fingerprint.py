@@ -219,3 +219,50 @@ def test_evaluation_scores_recording_and_offset():
     assert late["hit_rate"]["1s@5dB"] == 0.0 and late["recording_right"] == 1.0      # right recording, wrong place
     assert score(queries, lambda y: [])["recording_right"] == 0.0
     assert "| 2 s | 1.000 |" in table({"learned": exact}, [1.0, 2.0], [5.0])
+
+
+def _unit(rng, n, dim=16):
+    x = rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_path_similarity_interpolates_between_stored_fingerprints():
+    from csi.fingerprint.search import path_similarity
+    from csi.index import ChunkIndex
+
+    ref = _unit(np.random.default_rng(0), 6)
+    index = ChunkIndex.build(ref, np.zeros(6, dtype=np.int64), [{"utt": "a", "song": "a"}], model={"hop_s": 0.5})
+    fp = ref[[1, 2]]
+    # on the grid: the stored fingerprints themselves
+    assert path_similarity(index, 0, fp, np.array([0.0, 0.5]), 0.5, 0.5) == pytest.approx(1.0, abs=1e-6)
+    # a quarter hop late: 3/4 of the fingerprint at the place before, 1/4 of the one after
+    want = np.mean([0.75 + 0.25 * ref[1] @ ref[2], 0.75 + 0.25 * ref[2] @ ref[3]])
+    assert path_similarity(index, 0, fp, np.array([0.0, 0.5]), 0.625, 0.5) == pytest.approx(want, abs=1e-5)
+    # places past the recording's end count as 0
+    fp = ref[[4, 5]]
+    assert path_similarity(index, 0, fp, np.array([0.0, 0.5]), 2.5, 0.5) == pytest.approx(ref[4] @ ref[5] / 2, abs=1e-6)
+
+
+def test_path_verification_tells_apart_a_passage_that_votes_tie():
+    """A recording repeats a passage (a, b, c) at 1.0 s and 4.0 s, except its third place:
+    x at 2.0 s, c at 5.0 s. The query's third segment is near c but nearer two decoys of
+    another recording, so its hits never reach rec0: the votes of rec0 tie, and break
+    towards the earlier window. The path along the whole query finds the right one."""
+    from csi.fingerprint.search import identify_fingerprints
+    from csi.index import ChunkIndex
+
+    basis = np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))[0].T.astype(np.float32)
+    a, b, c, x, d1, d2, *fill = basis                    # orthonormal
+    c_query = 0.5 * c + 0.6 * d1 + 0.6 * d2
+    c_query /= np.linalg.norm(c_query)
+    rec0 = np.stack([fill[0], fill[1], a, b, x, fill[2], fill[3], fill[4], a, b, c, fill[5]])
+    refs = np.concatenate([rec0, np.stack([d1, d2, fill[6]])])
+    owners = np.array([0] * 12 + [1] * 3)
+    index = ChunkIndex.build(refs, owners, [{"utt": u, "song": u} for u in ("rec0", "rec1")], model={"hop_s": 0.5})
+    fp, starts = np.stack([a, b, c_query]), np.array([0.0, 0.5, 1.0])
+    by_votes = identify_fingerprints(index, fp, starts, k=2, verify=0)[0]
+    assert by_votes["recording"] == "rec0" and by_votes["offset_s"] == pytest.approx(1.0)
+    answer = identify_fingerprints(index, fp, starts, k=2, topk=2)
+    assert answer[0]["recording"] == "rec0" and answer[0]["offset_s"] == pytest.approx(4.0)
+    assert answer[0]["score"] == pytest.approx((2 + c_query @ c) / 3, abs=1e-4)
+    assert answer[1]["recording"] == "rec1" and answer[1]["score"] == pytest.approx(c_query @ d1 / 3, abs=1e-4)

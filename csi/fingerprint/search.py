@@ -5,9 +5,15 @@ query segment i (at q_i seconds) on reference segment j of recording r (at t_j) 
 its similarity for offset t_j - q_i. Votes are summed in ``bin_s`` (0.1 s) offset bins
 and over a window of ±``window_bins`` bins (consistent hits accumulate, chance hits
 scatter; two hits of one query segment in one recording are a database hop apart, so the
-window never counts a segment twice); the best window wins, its offset is the
-similarity-weighted mean of its hits, and its score is its vote divided by the number of
-query segments.
+window never counts a segment twice); a window's offset is the similarity-weighted mean of
+its hits.
+
+The ``verify`` best windows are then checked along the whole query (the sequence search of
+Chang et al. 2021, §4.3): every query segment is compared with the reference fingerprint at
+its place under that offset (interpolated between the two nearest stored fingerprints), not
+only the segments whose hits voted, and the candidates are ranked by that mean similarity.
+Votes find the candidates; the path decides between passages of one recording that look
+alike in a few segments.
 """
 from __future__ import annotations
 
@@ -21,24 +27,55 @@ QUERY_SUBSTEPS = 5
 
 def identify_snippet(index: ChunkIndex, loaded: LoadedFingerprinter, audio: np.ndarray, topk: int = 1,
                      k: int = 20, hop_s: float | None = None, bin_s: float = 0.1,
-                     window_bins: int = 1) -> list[dict]:
-    """``[{"recording", "offset_s", "score", "segments"}]`` best first; [] when the snippet
-    is shorter than one segment."""
+                     window_bins: int = 1, verify: int = 10) -> list[dict]:
+    """``[{"recording", "offset_s", "score", "segments"}]`` best first (one answer a
+    recording); [] when the snippet is shorter than one segment."""
+    fp, starts = fingerprints(loaded, audio, hop_s or float(index.model["hop_s"]) / QUERY_SUBSTEPS)
+    return identify_fingerprints(index, fp, starts, topk, k, bin_s, window_bins, verify)
+
+
+def identify_fingerprints(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray, topk: int = 1, k: int = 20,
+                          bin_s: float = 0.1, window_bins: int = 1, verify: int = 10) -> list[dict]:
+    """The answers for query fingerprints ``fp`` taken at ``starts`` (s). ``score`` is the
+    mean cosine similarity along the path with ``verify`` > 0, else the vote per query
+    segment."""
     db_hop = float(index.model["hop_s"])
     if 2 * window_bins * bin_s >= db_hop:
         raise ValueError(f"the vote window (±{window_bins} bins of {bin_s} s) must be narrower than the "
                          f"database hop {db_hop} s")
-    fp, starts = fingerprints(loaded, audio, hop_s or db_hop / QUERY_SUBSTEPS)
     if not len(fp):
         return []
+    candidates = vote(index, fp, starts, k, db_hop, bin_s, window_bins, max(verify, topk))
+    if verify:
+        candidates = [(r, offset, path_similarity(index, r, fp, starts, offset, db_hop))
+                      for r, offset, _ in candidates[:verify]] + candidates[verify:]
+        candidates.sort(key=lambda c: -c[2])
+    else:
+        candidates = [(r, offset, v / len(fp)) for r, offset, v in candidates]
+    answers, seen = [], set()
+    for r, offset, score in candidates:
+        if r in seen:
+            continue
+        seen.add(r)
+        answers.append({"recording": index.utts[r], "offset_s": round(offset, 3), "score": round(score, 4),
+                        "segments": len(fp)})
+        if len(answers) == topk:
+            break
+    return answers
+
+
+def vote(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray, k: int, db_hop: float, bin_s: float,
+         window_bins: int, limit: int) -> list[tuple[int, float, float]]:
+    """Up to ``limit`` (recording, offset s, vote) best first, at least a database hop apart
+    within a recording."""
     scores, ids = index.search(fp, k)
     hit = ids >= 0
     vid = ids[hit]
+    if not len(vid):
+        return []
     rec = index.owner[vid]
     offset = (vid - index.first_vector[rec]) * db_hop - np.broadcast_to(starts[:, None], ids.shape)[hit]
     sim = scores[hit].astype(np.float64)
-    if not len(sim):
-        return []
     b = np.round(offset / bin_s).astype(np.int64)
     pad = window_bins + 1
     span = int(b.max() - b.min()) + 2 * pad + 1
@@ -48,18 +85,34 @@ def identify_snippet(index: ChunkIndex, loaded: LoadedFingerprinter, audio: np.n
     for d in range(1, window_bins + 1):
         window[d:] += votes[:-d]
         window[:-d] += votes[d:]
-    answers, seen = [], set()
+    apart = int(round(db_hop / bin_s))
+    out: list[tuple[int, float, float]] = []
+    taken: dict[int, list[int]] = {}
     for best in np.argsort(-window, kind="stable"):
+        if window[best] <= 0 or len(out) == limit:
+            break
         r = int(best // span)
-        if window[best] <= 0:
-            break
-        if r in seen:                                    # a recording's best window only
+        if any(abs(int(best) - t) < apart for t in taken.get(r, ())):
             continue
-        seen.add(r)
+        taken.setdefault(r, []).append(int(best))
         near = (rec == r) & (np.abs(key - best) <= window_bins)
-        answers.append({"recording": index.utts[r],
-                        "offset_s": round(float(np.average(offset[near], weights=sim[near])), 3),
-                        "score": round(float(window[best]) / len(fp), 4), "segments": len(fp)})
-        if len(answers) == topk:
-            break
-    return answers
+        if not near.any():                               # a window lit only by its neighbours' votes
+            continue
+        out.append((r, float(np.average(offset[near], weights=sim[near])), float(window[best])))
+    return out
+
+
+def path_similarity(index: ChunkIndex, recording: int, fp: np.ndarray, starts: np.ndarray, offset: float,
+                    db_hop: float) -> float:
+    """Mean cosine similarity of the query's fingerprints with the recording's at
+    ``starts + offset``: linear between the two stored fingerprints around each place;
+    places outside the recording count as 0."""
+    ref, _ = index.recording_vectors(np.array([recording]))
+    place = (starts + offset) / db_hop
+    lower = np.floor(place).astype(np.int64)
+    frac = place - lower
+    total = np.zeros(len(fp))
+    for j, weight in ((lower, 1.0 - frac), (lower + 1, frac)):
+        inside = (j >= 0) & (j < len(ref))
+        total[inside] += weight[inside] * np.einsum("ij,ij->i", fp[inside], ref[j[inside]])
+    return float(total.mean())
