@@ -228,19 +228,18 @@ def _unit(rng, n, dim=16):
 
 def test_path_similarity_interpolates_between_stored_fingerprints():
     from csi.fingerprint.search import path_similarity
-    from csi.index import ChunkIndex
 
     ref = _unit(np.random.default_rng(0), 6)
-    index = ChunkIndex.build(ref, np.zeros(6, dtype=np.int64), [{"utt": "a", "song": "a"}], model={"hop_s": 0.5})
-    fp = ref[[1, 2]]
+    starts = np.array([0.0, 0.5])
+    sims = ref[[1, 2]] @ ref.T
     # on the grid: the stored fingerprints themselves
-    assert path_similarity(index, 0, fp, np.array([0.0, 0.5]), 0.5, 0.5) == pytest.approx(1.0, abs=1e-6)
+    assert path_similarity(sims, starts, 0.5, 0.5) == pytest.approx(1.0, abs=1e-6)
     # a quarter hop late: 3/4 of the fingerprint at the place before, 1/4 of the one after
     want = np.mean([0.75 + 0.25 * ref[1] @ ref[2], 0.75 + 0.25 * ref[2] @ ref[3]])
-    assert path_similarity(index, 0, fp, np.array([0.0, 0.5]), 0.625, 0.5) == pytest.approx(want, abs=1e-5)
+    assert path_similarity(sims, starts, 0.625, 0.5) == pytest.approx(want, abs=1e-5)
     # places past the recording's end count as 0
-    fp = ref[[4, 5]]
-    assert path_similarity(index, 0, fp, np.array([0.0, 0.5]), 2.5, 0.5) == pytest.approx(ref[4] @ ref[5] / 2, abs=1e-6)
+    sims = ref[[4, 5]] @ ref.T
+    assert path_similarity(sims, starts, 2.5, 0.5) == pytest.approx(ref[4] @ ref[5] / 2, abs=1e-6)
 
 
 def test_path_verification_tells_apart_a_passage_that_votes_tie():

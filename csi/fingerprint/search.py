@@ -47,8 +47,7 @@ def identify_fingerprints(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray,
         return []
     candidates = vote(index, fp, starts, k, db_hop, bin_s, window_bins, max(verify, topk))
     if verify:
-        candidates = [(r, offset, path_similarity(index, r, fp, starts, offset, db_hop))
-                      for r, offset, _ in candidates[:verify]] + candidates[verify:]
+        candidates = verify_candidates(index, fp, starts, candidates[:verify], db_hop) + candidates[verify:]
         candidates.sort(key=lambda c: -c[2])
     else:
         candidates = [(r, offset, v / len(fp)) for r, offset, v in candidates]
@@ -102,17 +101,35 @@ def vote(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray, k: int, db_hop: 
     return out
 
 
-def path_similarity(index: ChunkIndex, recording: int, fp: np.ndarray, starts: np.ndarray, offset: float,
-                    db_hop: float) -> float:
-    """Mean cosine similarity of the query's fingerprints with the recording's at
-    ``starts + offset``: linear between the two stored fingerprints around each place;
-    places outside the recording count as 0."""
-    ref, _ = index.recording_vectors(np.array([recording]))
+def verify_candidates(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray,
+                      candidates: list[tuple[int, float, float]], db_hop: float, radius_s: float = 0.15,
+                      step_s: float = 0.025) -> list[tuple[int, float, float]]:
+    """(recording, offset, path similarity) of each candidate, its offset moved to the best
+    place within ±``radius_s`` (steps of ``step_s``): a vote window's mean offset can be a
+    tenth of a second off, and a passage that looks alike can win on a path that is."""
+    shifts = np.arange(-radius_s, radius_s + step_s / 2, step_s)
+    sims: dict[int, np.ndarray] = {}
+    out = []
+    for r, offset, _ in candidates:
+        if r not in sims:
+            ref, _ = index.recording_vectors(np.array([r]))
+            sims[r] = fp @ ref.T
+        scores = [path_similarity(sims[r], starts, offset + d, db_hop) for d in shifts]
+        best = int(np.argmax(scores))
+        out.append((r, float(offset + shifts[best]), float(scores[best])))
+    return out
+
+
+def path_similarity(sims: np.ndarray, starts: np.ndarray, offset: float, db_hop: float) -> float:
+    """Mean similarity of the query's fingerprints with a recording's at ``starts + offset``,
+    from ``sims`` (query segments × the recording's stored fingerprints): linear between the
+    two stored fingerprints around each place; places outside the recording count as 0."""
     place = (starts + offset) / db_hop
     lower = np.floor(place).astype(np.int64)
     frac = place - lower
-    total = np.zeros(len(fp))
+    rows = np.arange(len(sims))
+    total = np.zeros(len(sims))
     for j, weight in ((lower, 1.0 - frac), (lower + 1, frac)):
-        inside = (j >= 0) & (j < len(ref))
-        total[inside] += weight[inside] * np.einsum("ij,ij->i", fp[inside], ref[j[inside]])
+        inside = (j >= 0) & (j < sims.shape[1])
+        total[inside] += weight[inside] * sims[rows[inside], j[inside]]
     return float(total.mean())
