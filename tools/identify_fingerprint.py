@@ -3,8 +3,10 @@
     python3 -m tools.identify_fingerprint DB_DIR AUDIO... [--model_dir DIR] [--topk 1] [--k 20]
         [--json] [--device D]
 
-Each snippet is read at the fingerprinter's rate, fingerprinted every database hop (1-s
-segments), searched, and the hits vote for (recording, offset) (csi.fingerprint.search).
+Each snippet is read at the fingerprinter's rate, fingerprinted every 0.1 s (1-s
+segments), searched; the hits vote for (recording, offset) and the best candidates are
+verified along the whole snippet (csi.fingerprint.search); the score is the mean cosine
+similarity along that path.
 Prints ``AUDIO: recording  offset_s  score`` (or one JSON object a snippet). The
 fingerprinter is the one recorded in DB_DIR/index.json unless ``--model_dir`` is given; a
 database built by another fingerprinter is refused (exit status 1). A snippet shorter than

@@ -1,19 +1,18 @@
-"""Identifying a snippet: its 1-s fingerprints every ``hop_s`` (a fifth of the database hop
-by default, so that some of them fall close to the database's grid whatever the snippet's
-start) are searched in the database, and the hits vote for (recording, offset): a hit of
-query segment i (at q_i seconds) on reference segment j of recording r (at t_j) votes with
-its similarity for offset t_j - q_i. Votes are summed in ``bin_s`` (0.1 s) offset bins
-and over a window of ±``window_bins`` bins (consistent hits accumulate, chance hits
-scatter; two hits of one query segment in one recording are a database hop apart, so the
-window never counts a segment twice); a window's offset is the similarity-weighted mean of
-its hits.
+"""Identifying a snippet: its 1-s fingerprints every ``hop_s`` (0.1 s, so that some of them
+fall close to the database's grid whatever the snippet's start) are searched in the
+database, and the hits vote for (recording, offset): a hit of query segment i (at q_i
+seconds) on reference segment j of recording r (at t_j) votes with its similarity for
+offset t_j - q_i. Votes are summed in ``bin_s`` (0.1 s) offset bins and over a window of
+±``window_bins`` bins (consistent hits accumulate, chance hits scatter; two hits of one
+query segment in one recording are a database hop apart, so the window never counts a
+segment twice); a window's offset is the similarity-weighted mean of its hits.
 
 The ``verify`` best windows are then checked along the whole query (the sequence search of
 Chang et al. 2021, §4.3): every query segment is compared with the reference fingerprint at
 its place under that offset (interpolated between the two nearest stored fingerprints), not
-only the segments whose hits voted, and the candidates are ranked by that mean similarity.
-Votes find the candidates; the path decides between passages of one recording that look
-alike in a few segments.
+only the segments whose hits voted; each candidate's offset moves to its best place within
+±0.15 s, and the candidates are ranked by that mean similarity. Votes find the candidates;
+the path decides between passages of one recording that look alike in a few segments.
 """
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ import numpy as np
 from csi.fingerprint.inference import LoadedFingerprinter, fingerprints
 from csi.index import ChunkIndex
 
-QUERY_SUBSTEPS = 5
+QUERY_HOP_S = 0.1
 
 
 def identify_snippet(index: ChunkIndex, loaded: LoadedFingerprinter, audio: np.ndarray, topk: int = 1,
@@ -30,7 +29,7 @@ def identify_snippet(index: ChunkIndex, loaded: LoadedFingerprinter, audio: np.n
                      window_bins: int = 1, verify: int = 10) -> list[dict]:
     """``[{"recording", "offset_s", "score", "segments"}]`` best first (one answer a
     recording); [] when the snippet is shorter than one segment."""
-    fp, starts = fingerprints(loaded, audio, hop_s or float(index.model["hop_s"]) / QUERY_SUBSTEPS)
+    fp, starts = fingerprints(loaded, audio, hop_s or QUERY_HOP_S)
     return identify_fingerprints(index, fp, starts, topk, k, bin_s, window_bins, verify)
 
 
