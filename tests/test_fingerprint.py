@@ -137,6 +137,9 @@ def test_database_identifies_a_planted_noisy_snippet(trained, tmp_path, capsys):
     assert identify_fingerprint.main([str(db), str(tmp_path / "q.wav"), "--json", "--device", "cpu"]) == 0
     answer = json.loads(capsys.readouterr().out)["answers"][0]
     assert answer["recording"] == "rec3" and abs(answer["offset_s"] - 6.5) <= 0.15 and answer["score"] > 0.2
+    assert identify_fingerprint.main([str(db), str(tmp_path / "q.wav"), "--json", "--verify", "0"]) == 0   # votes only
+    answer = json.loads(capsys.readouterr().out)["answers"][0]
+    assert answer["recording"] == "rec3" and abs(answer["offset_s"] - 6.5) <= 0.15
 
     # a database built by another fingerprinter is refused
     other = tmp_path / "other"

@@ -2,7 +2,7 @@
 
     python3 -m tools.eval_fingerprint DB_DIR REFERENCES --out_dir DIR [--lengths 1,2,3,5,10]
         [--snrs 0,5,10,20] [--per_cell 40] [--noise_dir D] [--ir_dir D] [--seed 1]
-        [--no_landmark] [--model_dir DIR]
+        [--verify 10] [--no_landmark] [--model_dir DIR]
 
 REFERENCES are the database's recordings (the folder or manifest given to
 ``tools.generate_fingerprints``). For every query length and SNR, ``--per_cell`` snippets
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from csi.cli import add_device_arg, run_tool_main, setup_logging
+from csi.cli import add_device_arg, non_negative_int, run_tool_main, setup_logging
 
 
 def _floats(text: str) -> list[float]:
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise_dir", type=Path)
     p.add_argument("--ir_dir", type=Path)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--verify", type=non_negative_int, default=10,
+                   help="best vote windows verified along the whole query (0: votes only)")
     p.add_argument("--no_landmark", action="store_true", help="skip the landmark-hashing baseline")
     p.add_argument("--model_dir", type=Path, help="default: the fingerprinter recorded in the database")
     add_device_arg(p)
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     irs = augment.read_audio_folder(args.ir_dir, sr, "IR") if args.ir_dir else \
         [augment.synthetic_room_ir(rng, sr) for _ in range(20)]
     queries = evaluate.make_queries(refs, sr, args.lengths, args.snrs, args.per_cell, noises, irs, args.seed)
-    results = {"learned": evaluate.score(queries, lambda y: identify_snippet(index, loaded, y))}
+    results = {"learned": evaluate.score(queries, lambda y: identify_snippet(index, loaded, y, verify=args.verify))}
     results["learned"]["bytes_per_audio_s"] = round((args.db_dir / "index.faiss").stat().st_size / seconds, 1)
     if not args.no_landmark:
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Identify the recording (and offset) of audio snippets against a fingerprint database.
 
     python3 -m tools.identify_fingerprint DB_DIR AUDIO... [--model_dir DIR] [--topk 1] [--k 20]
-        [--json] [--device D]
+        [--verify 10] [--json] [--device D]
 
 Each snippet is read at the fingerprinter's rate, fingerprinted every 0.1 s (1-s
 segments), searched; the hits vote for (recording, offset) and the best candidates are
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from csi.cli import add_device_arg, run_tool_main, setup_logging
+from csi.cli import add_device_arg, non_negative_int, run_tool_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_dir", type=Path, help="default: the fingerprinter recorded in the database")
     p.add_argument("--topk", type=int, default=1, help="recordings listed a snippet")
     p.add_argument("--k", type=int, default=20, help="neighbours searched a segment")
+    p.add_argument("--verify", type=non_negative_int, default=10,
+                   help="best vote windows verified along the whole snippet (0: votes only)")
     p.add_argument("--json", action="store_true")
     add_device_arg(p)
     return p
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             print(f"identify_fingerprint: {path}: {e}", file=sys.stderr)
             continue
-        answers = identify_snippet(index, loaded, audio, topk=args.topk, k=args.k)
+        answers = identify_snippet(index, loaded, audio, topk=args.topk, k=args.k, verify=args.verify)
         if not answers:
             print(f"identify_fingerprint: {path}: shorter than one segment or no match", file=sys.stderr)
             continue
