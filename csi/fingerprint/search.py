@@ -35,8 +35,9 @@ def identify_snippet(index: ChunkIndex, loaded: LoadedFingerprinter, audio: np.n
 
 def identify_fingerprints(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray, topk: int = 1, k: int = 20,
                           bin_s: float = 0.1, window_bins: int = 1, verify: int = 10) -> list[dict]:
-    """The answers for query fingerprints ``fp`` taken at ``starts`` (s). ``score`` is the
-    mean cosine similarity along the path with ``verify`` > 0, else the vote per query
+    """The answers for query fingerprints ``fp`` taken at ``starts`` (s), from the
+    ``max(verify, topk)`` best vote windows. With ``verify`` > 0 they are verified along the
+    path and ``score`` is the mean cosine similarity there; else it is the vote per query
     segment."""
     db_hop = float(index.model["hop_s"])
     if 2 * window_bins * bin_s >= db_hop:
@@ -45,8 +46,8 @@ def identify_fingerprints(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray,
     if not len(fp):
         return []
     candidates = vote(index, fp, starts, k, db_hop, bin_s, window_bins, max(verify, topk))
-    if verify:
-        candidates = verify_candidates(index, fp, starts, candidates[:verify], db_hop) + candidates[verify:]
+    if verify:                                           # every candidate, so that scores compare
+        candidates = verify_candidates(index, fp, starts, candidates, db_hop)
         candidates.sort(key=lambda c: -c[2])
     else:
         candidates = [(r, offset, v / len(fp)) for r, offset, v in candidates]
@@ -64,7 +65,7 @@ def identify_fingerprints(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray,
 
 def vote(index: ChunkIndex, fp: np.ndarray, starts: np.ndarray, k: int, db_hop: float, bin_s: float,
          window_bins: int, limit: int) -> list[tuple[int, float, float]]:
-    """Up to ``limit`` (recording, offset s, vote) best first, at least a database hop apart
+    """Up to ``limit`` (recording, offset s, vote) best first, about a database hop apart
     within a recording."""
     scores, ids = index.search(fp, k)
     hit = ids >= 0
