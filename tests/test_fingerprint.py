@@ -85,7 +85,7 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fp")
     recs = [_recording(s) for s in range(6)]
-    cfg = FingerprintConfig(model=dict(TINY), train=TrainSettings(epochs=2, batch_size=8, learning_rate=3e-3))
+    cfg = FingerprintConfig(model=dict(TINY), train=TrainSettings(epochs=3, batch_size=8, learning_rate=3e-3))
     summary = Trainer(cfg, root / "model").fit(_Pairs(recs, 48, 0), _Pairs(recs, 16, 1), progress=False)
     refs = root / "refs"
     refs.mkdir()
@@ -101,14 +101,14 @@ def test_training_writes_a_model_directory_and_resumes(trained):
 
     root, recs, cfg, summary = trained
     model_dir = root / "model"
-    assert summary["epochs"] == 2 and np.isfinite(summary["best_val_loss"])
+    assert summary["epochs"] == 3 and np.isfinite(summary["best_val_loss"])
     for name in ("config.yaml", "best.pt", "checkpoints/last.pt", "history.json", "learning_curve.png"):
         assert (model_dir / name).exists(), name
     history = json.loads((model_dir / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2] and all(h["steps"] == 6 for h in history)
-    cfg.train.epochs = 3                                   # resume: one more epoch, not three
+    assert [h["epoch"] for h in history] == [1, 2, 3] and all(h["steps"] == 6 for h in history)
+    cfg.train.epochs = 4                                   # resume: one more epoch, not four
     more = Trainer(cfg, model_dir).fit(_Pairs(recs, 48, 0), _Pairs(recs, 16, 1), progress=False)
-    assert more["epochs"] == 3 and len(json.loads((model_dir / "history.json").read_text())) == 3
+    assert more["epochs"] == 4 and len(json.loads((model_dir / "history.json").read_text())) == 4
     loaded = load_fingerprinter(model_dir)
     assert loaded.identity["embed_dim"] == 16 and loaded.mel.sr == SR
     other = dict(TINY, dim=8)
