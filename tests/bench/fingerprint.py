@@ -20,8 +20,10 @@ the share of queries naming the right recording, bytes per audio-second and ms p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from tools import create_faiss_indexes, eval_fingerprint, generate_fingerprints
@@ -30,7 +32,9 @@ from tools import create_faiss_indexes, eval_fingerprint, generate_fingerprints
 def _run(db: Path, references: Path, out: Path, seed: int, per_cell: int, landmark: bool) -> dict:
     if not (out / "results.json").is_file():
         args = [str(db), str(references), "--out_dir", str(out), "--seed", str(seed), "--per_cell", str(per_cell)]
-        if eval_fingerprint.main(args + ([] if landmark else ["--no_landmark"])) != 0:
+        with contextlib.redirect_stdout(sys.stderr):            # the tool's table: stdout keeps one JSON line
+            status = eval_fingerprint.main(args + ([] if landmark else ["--no_landmark"]))
+        if status != 0:
             raise SystemExit(f"tools.eval_fingerprint failed on {db} (seed {seed})")
     return json.loads((out / "results.json").read_text())
 
@@ -40,10 +44,13 @@ def _sibling(db: Path, references: Path, hop: float, out: Path) -> Path:
     target = out / f"{db.parent.name}_{db.name}_hop{hop:g}"
     if not (target / "db" / "index.faiss").is_file():
         model_dir = json.loads((db / "index.json").read_text())["model"]["model_dir"]
-        assert generate_fingerprints.main([model_dir, str(references), "--out_dir", str(target / "fingerprints"),
-                                           "--hop_s", str(hop), "--no_progress"]) == 0
-        assert create_faiss_indexes.main(["-i", str(target / "fingerprints"), "-n", "references",
-                                          "-o", str(target / "db")]) == 0
+        with contextlib.redirect_stdout(sys.stderr):
+            built = generate_fingerprints.main([model_dir, str(references), "--out_dir", str(target / "fingerprints"),
+                                                "--hop_s", str(hop), "--no_progress"]) == 0 and \
+                create_faiss_indexes.main(["-i", str(target / "fingerprints"), "-n", "references",
+                                           "-o", str(target / "db")]) == 0
+        if not built:
+            raise SystemExit(f"could not build the {hop} s database of {model_dir}")
     return target / "db"
 
 
