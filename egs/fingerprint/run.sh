@@ -4,7 +4,7 @@
 # and val recordings train the fingerprinter, its test recordings (other works, other
 # timbres) are the database references, and stage 5 measures top-1 hit rates of noisy,
 # reverberated snippets beside landmark hashing (Wang 2003) on the same queries.
-#   bash egs/fingerprint/run.sh                       # every stage (~15 min on 2 cores)
+#   bash egs/fingerprint/run.sh                       # every stage (~8 min on 2 cores)
 #   bash egs/fingerprint/run.sh --audio_dir DIR       # your audio: 80 % trains, 20 % references
 #   bash egs/fingerprint/run.sh --noise_dir N --ir_dir I   # your noises and room responses
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
