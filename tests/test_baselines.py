@@ -157,7 +157,7 @@ def test_small_retrieval_example_by_hand(tmp_path):
         ("x1", "a", notes([36])), ("x2", "a", notes([38])),
         ("y1", "b", notes([36, 40])), ("y2", "b", notes([36, 43]))])
     res = evaluate_baselines(records, records, "all")
-    assert list(res) == ["chance", "chroma_mean", "2dftm", "mean_cqt"]
+    assert list(res) == ["chance", "chroma_mean", "2dftm", "qmax", "mean_cqt"]
     # chroma_mean: x1-x2 at 0 (transposition); note vs dyad 1 - 1/sqrt(2) = 0.29; the two dyads
     # share at best one note: 0.5. Queries x: AP 1; queries y: the other dyad is 3rd, AP 1/3.
     d = baseline_distances("chroma_mean", records, records)
@@ -203,9 +203,9 @@ def test_bad_inputs_are_refused_with_the_file(tmp_path):
         check_split([{"utt": "a", "song": "s"}, {"utt": "b", "song": "s"}], tmp_path / "one.txt")
     with pytest.raises(BaselineError, match=r"empty\.txt: no records"):
         check_split([], tmp_path / "empty.txt")
-    with pytest.raises(BaselineError, match="unknown baseline 'qmax'"):
-        resolve_systems("chroma_mean,qmax")
-    assert resolve_systems(["2dftm", "all"]) == ["2dftm", "chance", "chroma_mean", "mean_cqt"]
+    with pytest.raises(BaselineError, match="unknown baseline 'dtw'"):
+        resolve_systems("chroma_mean,dtw")
+    assert resolve_systems(["2dftm", "all"]) == ["2dftm", "chance", "chroma_mean", "qmax", "mean_cqt"]
     # 20 bins: not a whole number of octaves
     _, records = write_records(tmp_path / "b20", [("a", "x", np.zeros((30, 20))), ("b", "y", np.zeros((30, 20)))])
     with pytest.raises(BaselineError, match=r"chroma_mean needs a 12-bins-per-octave CQT; .*a\.npy has 20 bins"):
@@ -224,7 +224,7 @@ def test_bad_inputs_are_refused_with_the_file(tmp_path):
         evaluate_baselines(recs, recs, "2dftm")
     skipped = {}
     res = evaluate_baselines(recs, recs, "all", skipped=skipped)
-    assert set(res) == {"chance", "mean_cqt"} and set(skipped) == {"chroma_mean", "2dftm"}
+    assert set(res) == {"chance", "mean_cqt"} and set(skipped) == {"chroma_mean", "2dftm", "qmax"}
 
 
 # ---- tools -------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_tool_end_to_end(tmp_path, capsys):
         assert name in printed
     m = json.loads((out / "metrics.json").read_text())
     assert m["protocol"] == "all-vs-all" and m["excluded_pairs"] == 12
-    assert set(m["baselines"]) == {"chroma_mean", "2dftm", "mean_cqt"}
+    assert set(m["baselines"]) == {"chroma_mean", "2dftm", "qmax", "mean_cqt"}
     assert {"MAP", "MR1", "P@10", "HR@1", "HR@10", "queries"} <= set(m["baselines"]["2dftm"])
     assert m["chance"]["MAP"] == pytest.approx(_ap(11, 2))
     b = m["baselines"]
@@ -302,12 +302,12 @@ def test_eval_testset_prints_baselines_beside_the_model(tmp_path, capsys):
                               "--baselines", "all"]) == 0
     printed = capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["baselines"]) == {"chroma_mean", "2dftm", "mean_cqt"} and "MAP" in m["chance"]
+    assert set(m["baselines"]) == {"chroma_mean", "2dftm", "qmax", "mean_cqt"} and "MAP" in m["chance"]
     alone = evaluate_baselines(json_lines(manifest), json_lines(manifest), "chroma_mean")["chroma_mean"]
     assert m["baselines"]["chroma_mean"]["MAP"] == pytest.approx(alone["MAP"])   # same records and exclusions
     rows = (out / "metrics_table.txt").read_text().splitlines()
     assert rows[0].split()[:2] == ["system", "MAP"] and rows[1].startswith("model (g_00000000)")
-    assert rows[2].startswith("chance") and len(rows) == 6 and rows[1] in printed
+    assert rows[2].startswith("chance") and len(rows) == 7 and rows[1] in printed
     # audio-only queries: the feature baselines are skipped, saying so; chance is still computed
     audio = tmp_path / "audio.txt"
     import soundfile as sf
@@ -321,7 +321,7 @@ def test_eval_testset_prints_baselines_beside_the_model(tmp_path, capsys):
                               "--baselines", "all"]) == 0
     m = json.loads((tmp_path / "eval_audio" / "metrics.json").read_text())
     assert m["baselines"] == {} and "MAP" in m["chance"]
-    assert set(m["baselines_skipped"]) == {"chroma_mean", "2dftm", "mean_cqt"}
+    assert set(m["baselines_skipped"]) == {"chroma_mean", "2dftm", "qmax", "mean_cqt"}
     assert "baselines need stored features: skipped" in capsys.readouterr().out
     assert eval_testset.main([str(exp), str(manifest), str(manifest), "--baselines", "qmax"]) == 1
 

@@ -40,12 +40,14 @@ class BaselineError(ValueError):
 
 @dataclass(frozen=True)
 class CqtLayout:
-    """The front end of a stored feature: name, lowest bin frequency, bins per octave, and
-    where that was read (``fingerprint.json``, ``hparams.yaml`` or ``assumed``)."""
+    """The front end of a stored feature: name, lowest bin frequency, bins per octave, where
+    that was read (``fingerprint.json``, ``hparams.yaml`` or ``assumed``) and frames per
+    second (from the front end's ``hop_s``, 0.04 s by default)."""
     frontend: str
     fmin: float
     bins_per_octave: int | None
     source: str
+    frames_per_s: float = 25.0
 
 
 def cqt_layout(feat_path: str | os.PathLike) -> CqtLayout:
@@ -77,7 +79,7 @@ def _layout_of_dir(directory: str) -> CqtLayout:
         if name not in ("coverhunter_cqt", "nnaudio_cqt"):
             return CqtLayout(name, float("nan"), None, str(candidate))
         return CqtLayout(name, float(frontend.get("fmin", 32.0)), int(frontend.get("bins_per_octave", 12)),
-                         str(candidate))
+                         str(candidate), 1.0 / float(frontend.get("hop_s", 0.04)))
     return CqtLayout(COVERHUNTER["name"], COVERHUNTER["fmin"], COVERHUNTER["bins_per_octave"], "assumed")
 
 

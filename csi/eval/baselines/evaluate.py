@@ -103,12 +103,17 @@ def baseline_distances(name: str, queries: Sequence[dict], refs: Sequence[dict])
         from csi.eval.baselines.chance import random_distances
         return random_distances(len(queries), len(refs))
     vec = track_vectors([name], [*queries, *refs])[name]
-    return _distances(b.compare, vec, queries, refs).rows(0, len(queries))
+    distances = _distances(b, vec, queries, refs)
+    return distances if isinstance(distances, np.ndarray) else distances.rows(0, len(queries))
 
 
-def _distances(compare, vec: Mapping[str, np.ndarray], queries, refs) -> VectorDistances:
-    return VectorDistances(compare, np.stack([vec[r["utt"]] for r in queries]),
-                           np.stack([vec[r["utt"]] for r in refs]))
+def _distances(b, vec: Mapping[str, np.ndarray], queries, refs) -> VectorDistances | np.ndarray:
+    """Distances of system ``b``: rows on demand from stacked vectors, or the whole matrix of
+    a pairwise system (tracks named by utt, so a shared track is aligned once)."""
+    q_utts, r_utts = [r["utt"] for r in queries], [r["utt"] for r in refs]
+    if b.pairwise:
+        return b.compare([vec[u] for u in q_utts], [vec[u] for u in r_utts], q_utts, r_utts)
+    return VectorDistances(b.compare, np.stack([vec[u] for u in q_utts]), np.stack([vec[u] for u in r_utts]))
 
 
 def evaluate_baselines(queries: Sequence[dict], refs: Sequence[dict], systems: str | Sequence[str] = "all", *,
@@ -138,7 +143,13 @@ def evaluate_baselines(queries: Sequence[dict], refs: Sequence[dict], systems: s
         if b.vector is None:
             metrics = chance_metrics(q_labels, r_labels, exclude)
         else:
-            rows = _distances(b.compare, vectors[name], queries, refs)
+            try:
+                rows = _distances(b, vectors[name], queries, refs)
+            except BaselineError as e:      # e.g. more qmax pairs than its limit
+                if skipped is None:
+                    raise
+                skipped[name] = str(e)
+                continue
             metrics = dict(retrieval_metrics(rows, q_labels, r_labels, exclude,
                                              query_ids=[r["utt"] for r in queries]).metrics)
             metrics["time_s"] = round(time.time() - t0 + load_s, 3)

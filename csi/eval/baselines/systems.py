@@ -1,13 +1,11 @@
 """The registry of non-learned reference systems, chosen by name.
 
-Each system except ``chance`` summarises a track by one vector computed from its stored
-feature (``vector(feat_db, layout)``) and compares vectors with ``compare(q, r)`` →
-(queries, refs) distances (smaller is closer). ``chance`` has neither: its metrics are the
-exact expectation of a random ranking (``csi.eval.baselines.chance``).
-
-Serra's cross-recurrence Qmax (Serra, Serra & Andrzejak 2009) is not implemented: it
-aligns every pair of tracks (quadratic in track length and in collection size), which does
-not fit a quick reference row beside the model.
+Each system except ``chance`` summarises a track from its stored feature
+(``vector(feat_db, layout)``): one vector, compared with ``compare(q, r)`` → (queries, refs)
+distances (smaller is closer); or, for a ``pairwise`` system (``qmax``), a sequence, compared
+with ``compare(q_seqs, r_seqs, q_utts, r_utts)`` (each track pair aligned: quadratic in the
+collection). ``chance`` has neither: its metrics are the exact expectation of a random
+ranking (``csi.eval.baselines.chance``).
 """
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ from csi.eval.baselines.chroma import BaselineError, CqtLayout
 from csi.eval.baselines.chroma_mean import chroma_mean_vector, shift_min_cosine_distances
 from csi.eval.baselines.ftm2d import euclidean_distances, ftm2d_vector
 from csi.eval.baselines.mean_cqt import cosine_distances, mean_cqt_vector
+from csi.eval.baselines.qmax import qmax_chroma, qmax_distances
 
 VectorFn = Callable[[np.ndarray, CqtLayout], np.ndarray]
 CompareFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -28,13 +27,15 @@ CompareFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 @dataclass(frozen=True)
 class Baseline:
     """A reference system: ``name`` (registry key), ``title`` (what it is, for tables),
-    per-track ``vector``, vector ``compare`` (None for ``chance``), and whether its input
-    must fold into 12 pitch classes (``needs_chroma``)."""
+    per-track ``vector``, ``compare`` (None for ``chance``), whether its input must fold into
+    12 pitch classes (``needs_chroma``) and whether it compares sequences pair by pair
+    (``pairwise``; module docstring)."""
     name: str
     title: str
     vector: VectorFn | None
-    compare: CompareFn | None
+    compare: CompareFn | Callable[..., np.ndarray] | None
     needs_chroma: bool = False
+    pairwise: bool = False
 
 
 BASELINES: dict[str, Baseline] = {}
@@ -80,5 +81,8 @@ register(Baseline("chroma_mean", "key-invariant mean chroma",
                   needs_chroma=True))
 register(Baseline("2dftm", "2D Fourier transform magnitude",
                   lambda feat, layout: ftm2d_vector(feat, layout.fmin), euclidean_distances, needs_chroma=True))
+register(Baseline("qmax", "Serra 2009 cross-recurrence Qmax",
+                  lambda feat, layout: qmax_chroma(feat, layout.fmin, layout.frames_per_s),
+                  lambda q, r, q_ids, r_ids: qmax_distances(q, r, q_ids, r_ids), needs_chroma=True, pairwise=True))
 register(Baseline("mean_cqt", "mean CQT (not key-invariant)",
                   lambda feat, layout: mean_cqt_vector(feat), cosine_distances))
