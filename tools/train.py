@@ -93,8 +93,13 @@ def train(args: argparse.Namespace) -> int:
             log.info("dev MAP: %s", trainer.validate(trainer.epoch))
             return 0
         result = trainer.train()
-        log.info("finished: %d epochs, %d steps, best dev MAP %s at epoch %s, %.1f min",
-                 result["epochs"], result["steps"], result["best"]["map"], result["best"]["epoch"], result["minutes"])
+        log.info("finished: %d epochs, %d steps, best dev MAP %s at epoch %s, %.1f min, stopped by %s",
+                 result["epochs"], result["steps"], result["best"]["map"], result["best"]["epoch"], result["minutes"],
+                 result["stopped_by"])
+        if ctx.is_main:
+            import json
+            from csi.io.manifest import atomic_write_text
+            atomic_write_text(args.exp_dir / "train_result.json", json.dumps(result, indent=1, default=str) + "\n")
         if ctx.distributed:
             import torch.distributed as dist
             sums = [None] * ctx.world_size

@@ -253,7 +253,12 @@ class Trainer:
 
     # ---- training ----------------------------------------------------------------------
     def train(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
+        """Train until a limit: ``max_epochs``, ``max_steps``, early stopping, ``should_stop()``
+        or the ``max_minutes`` guard; the result's ``stopped_by`` names the one that stopped it
+        (the budget of a reproducible run is epochs or steps; minutes make it depend on the
+        machine's load)."""
         cfg, start = self.cfg, time.time()
+        stopped_by = "max_epochs"
         while self.epoch < cfg.max_epochs:
             epoch_t0 = time.time()
             summary = self._train_epoch(start)
@@ -261,6 +266,7 @@ class Trainer:
                 self._save_epoch(self.epoch)
                 if self.ctx.is_main:
                     write_history(self.exp_dir, self.history)  # finished epochs only (maybe none)
+                stopped_by = "max_steps"
                 break
             finished = self.epoch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
@@ -272,12 +278,17 @@ class Trainer:
             stop = self._early_stop(finished, maps)
             if finished % cfg.every_n_epoch_to_save == 0 or stop:
                 self._save_epoch(finished)
-            if stop or should_stop() or (cfg.max_minutes and time.time() - start > cfg.max_minutes * 60):
+            reason = ("early_stopping" if stop else "stop_request" if should_stop() else
+                      "max_minutes" if cfg.max_minutes and time.time() - start > cfg.max_minutes * 60 else
+                      "max_steps" if cfg.max_steps and self.step >= cfg.max_steps else None)
+            if reason:
+                stopped_by = reason
                 break
-            if cfg.max_steps and self.step >= cfg.max_steps:
-                break
+        if stopped_by == "max_minutes":
+            log.warning("training stopped by the max_minutes guard (%s min): the model depends on the machine's "
+                        "speed; budget it in epochs or steps for a reproducible run", cfg.max_minutes)
         return {"epochs": self.epoch, "steps": self.step, "best": self.best, "nan_skipped": self.nan_skipped,
-                "minutes": (time.time() - start) / 60}
+                "minutes": (time.time() - start) / 60, "stopped_by": stopped_by}
 
     def _train_epoch(self, run_start: float) -> dict | None:
         cfg = self.cfg

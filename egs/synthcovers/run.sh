@@ -3,7 +3,8 @@
 # on this machine (no download). The split by work is fixed (hash of the work id) and the
 # val/test works are rendered with instruments, effects and noise never used in training,
 # so stage 6 measures generalisation to unseen works AND unseen timbres.
-#   bash egs/synthcovers/run.sh                        # quick size, every stage (~15 min on 2 cores)
+#   bash egs/synthcovers/run.sh                        # quick size, every stage (~15 min on 2 cores;
+#                                                      # training budgets are epochs: the same models anywhere)
 #   bash egs/synthcovers/run.sh --size full            # every usable work, longer training
 #   bash egs/synthcovers/run.sh --works 20 --stop_stage 1
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,10 +27,10 @@ train_config=""   # empty: conf/train/demo_<size>.yaml
 exp=""            # empty: $recipe/exp/demo_<size>
 align_chunk_s=15  # stage 4: chunk length and hop of the alignment (seconds)
 align_hop_s=1.25
-fine_minutes=4    # stage 5: training time from the coarse model, and its learning rate
+fine_epochs=12    # stage 5: training epochs from the coarse model (~4 min on 2 cores), and its learning rate
 fine_lr=0.0005
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_minutes M] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_epochs N] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
 
 case $size in
@@ -89,7 +90,7 @@ fi
 
 if stage_begin 5 "fine training"; then
   fine_stage "${exp}_fine" "$train_config" "$exp" "$exp/align/train.jsonl" "${dev_sets[@]}" \
-    --set "max_minutes=$fine_minutes" --set "learning_rate=$fine_lr"
+    --set "max_epochs=$fine_epochs" --set "learning_rate=$fine_lr"
   stage_end
 fi
 
