@@ -3,7 +3,7 @@
     python3 -m tools.eval_testset MODEL_DIR QUERY_PATH REF_PATH [--query_in_ref_path P] [--keep_tempo_copies]
         [--chunk_s S] [--hop_s H] [--distance min|mean|best_pairs] [--best_pairs_k K] [--batch_size N] [--device D]
         [--num_workers N] [--distractors MANIFEST] [--out_dir DIR] [--checkpoint C]
-        [--bootstrap N] [--plot] [--baselines NAMES|all]
+        [--bootstrap N] [--plot] [--baselines NAMES|all] [--rerank qmax --rerank_top K]
 
 QUERY_PATH / REF_PATH are manifests (JSON lines with ``utt``, ``song`` and ``feat`` (stored
 features) or ``wav`` (features computed on the fly by the model's own front end, read from
@@ -42,6 +42,13 @@ excluded pairs from their stored features (records with audio only: every system
 is skipped, saying so); ``metrics.json`` gets ``"chance"`` and ``"baselines": {name:
 {MAP, MR1, P@10, HR@1, HR@10, ...}}``, and the table model | chance | baselines is printed
 and written to ``metrics_table.txt``.
+
+``--rerank qmax --rerank_top K`` (two-stage retrieval, csi.eval.rerank): the embedding search
+ranks every reference, then Serrà's Qmax (csi.eval.baselines.qmax) re-scores each query's top
+K, aligned on the model's own features (a front end that is not a 12-bins-per-octave CQT is
+refused). The metrics are the two-stage ranking's; ``metrics.json`` adds ``first_stage`` (the
+embeddings alone) and ``rerank`` (pairs aligned, ms per query of each stage), and the table
+shows both rows.
 """
 from __future__ import annotations
 
@@ -83,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="", metavar="NAMES",
                    help="also evaluate non-learned reference systems on the same records and excluded pairs "
                         "(comma-separated names or 'all'; csi.eval.baselines; they read stored features)")
+    p.add_argument("--rerank", choices=("qmax",), help="re-score each query's top K with this alignment system")
+    p.add_argument("--rerank_top", type=int, default=50, help="references re-scored a query (default 50)")
     return p
 
 

@@ -2,7 +2,7 @@
 
     python3 -m tools.identify INDEX_DIR AUDIO... [--topk 10] [--json] [--model_dir DIR]
         [--checkpoint C] [--nprobe N] [--ef_search N] [--k_chunks K] [--distance D] [--best_pairs_k K]
-        [--centroids] [--device D]
+        [--centroids] [--rerank qmax --rerank_top K] [--device D]
 
 Each query is decoded, its CQT computed and cut into the index's chunks, which are
 embedded and searched; chunk hits are aggregated to recordings (best chunk score; or, with
@@ -14,7 +14,12 @@ radius); no recordings are listed. Prints the ranked works with their score and 
 recording, or with ``--json`` one JSON object a query:
 ``{"query", "duration_s", "chunks", "works": [{"rank", "song", "score", "utt", "recordings"}],
 "recordings": [{"rank", "utt", "song", "score"}]}``.
-With INDEX_DIR/calibration.json (tools.calibrate_matches) each work also gets
+With ``--rerank qmax`` the search's ``--rerank_top`` best recordings (default 50) are
+re-ordered by Serrà's Qmax between the query and each recording (csi.eval.rerank), aligned on
+the model's features of the recording's stored ``feat`` or ``wav`` (an index whose features were
+made by another front end, or a front end that is not a 12-bins-per-octave CQT, is refused);
+recordings and works get ``qmax_distance`` and are listed in that order (``score`` stays the
+embedding similarity). With INDEX_DIR/calibration.json (tools.calibrate_matches) each work also gets
 ``p_same_work``, the calibrated probability that it is the query's work.
 The model is the one recorded in INDEX_DIR/index.json unless ``--model_dir`` is given; a
 model other than the index's is refused with the reason (exit status 1). Each query's
@@ -48,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recording score (default: the model's matching.distance, recorded in the index)")
     parser.add_argument("--best_pairs_k", type=int, help="pairs averaged by best_pairs (default: the model's)")
     parser.add_argument("--centroids", action="store_true", help="rank works by their centroids (fast)")
+    parser.add_argument("--rerank", choices=("qmax",), help="re-order the search's top recordings by this alignment")
+    parser.add_argument("--rerank_top", type=int, default=50, help="recordings re-ordered a query (default 50)")
     parser.add_argument("--batch_size", type=int, default=32)
     add_device_arg(parser)
     return parser
@@ -56,16 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.topk < 1 or (args.best_pairs_k is not None and args.best_pairs_k < 1):
-        parser.error("--topk and --best_pairs_k must be positive")
+    if args.topk < 1 or (args.best_pairs_k is not None and args.best_pairs_k < 1) or args.rerank_top < 1:
+        parser.error("--topk, --rerank_top and --best_pairs_k must be positive")
+    if args.rerank and args.centroids:
+        parser.error("--rerank re-orders recordings; --centroids ranks works only")
     from csi.cli import run_tool_main, setup_logging
+    from csi.eval.baselines import BaselineError
     from csi.eval.calibration import CalibrationMismatch
     from csi.index import IndexFileError, ModelMismatchError
 
     setup_logging()
     logging.getLogger("csi").setLevel(logging.WARNING)        # stdout is the answer; stderr one line a bad query
     logging.getLogger("csi.embed").setLevel(logging.ERROR)
-    return run_tool_main("identify", lambda: identify(args), (IndexFileError, ModelMismatchError, CalibrationMismatch))
+    return run_tool_main("identify", lambda: identify(args), (IndexFileError, ModelMismatchError, CalibrationMismatch,
+                                                                 BaselineError))
 
 
 def identify(args: argparse.Namespace) -> int:
@@ -85,6 +96,11 @@ def identify(args: argparse.Namespace) -> int:
         centroids = WorkCentroids.load(args.index_dir, index.model)
     matching = Matching.from_dict(index.model.get("matching"), f"{args.index_dir}/index.json").with_overrides(
         distance=args.distance, best_k=args.best_pairs_k)
+    chroma_of = None
+    if args.rerank:
+        from csi.eval.rerank import ChromaSource, rerank_ranking
+        chroma_of = ChromaSource(reader, args.rerank)
+        by_utt = {r["utt"]: r for r in index.recordings}
     calibration = Calibration.load(args.index_dir)
     if calibration is not None:
         calibration.check(index.model, matching.to_dict(), str(args.index_dir / "calibration.json"))
@@ -95,9 +111,18 @@ def identify(args: argparse.Namespace) -> int:
         if result.failed:
             print(f"identify: {path}: {result.failed[0]}", file=sys.stderr)
             continue
-        ranked = {"works": centroids.rank(result.emb, args.topk), "recordings": []} if args.centroids else \
-            index.rank(result.emb, args.topk, args.k_chunks, matching).to_dict()
-        answer = {"query": path, "duration_s": round(reader.last_frames / card.frontend.frames_per_s, 2),
+        duration_s = round(reader.last_frames / card.frontend.frames_per_s, 2)
+        if args.centroids:
+            ranked = {"works": centroids.rank(result.emb, args.topk), "recordings": []}
+        elif chroma_of is not None:         # the search's top recordings, re-ordered by the alignment
+            first = index.rank(result.emb, max(args.rerank_top, args.topk), args.k_chunks, matching).to_dict()
+            first["recordings"] = first["recordings"][:args.rerank_top]
+            query = chroma_of({"utt": f"<query {path}>", "wav": path})
+            ranked = rerank_ranking(first, query, [chroma_of(by_utt[r["utt"]]) for r in first["recordings"]],
+                                    args.topk)
+        else:
+            ranked = index.rank(result.emb, args.topk, args.k_chunks, matching).to_dict()
+        answer = {"query": path, "duration_s": duration_s,
                   "chunks": len(result.emb), **ranked}
         if calibration is not None and not args.centroids:     # a cosine similarity: distance 1 - score
             for work in answer["works"]:
@@ -114,7 +139,8 @@ def format_text(result: dict) -> str:
     for w in result["works"]:
         p = f"  p={w['p_same_work']:.3f}" if "p_same_work" in w else ""
         where = f"(best: {w['utt']})" if "utt" in w else f"({'within' if w['within'] else 'outside'} its radius)"
-        lines.append(f"  {w['rank']:3d}  {w['score']:.4f}{p}  {w['song']}  {where}")
+        q = f"  qmax {w['qmax_distance']:.4f}" if w.get("qmax_distance") is not None else ""
+        lines.append(f"  {w['rank']:3d}  {w['score']:.4f}{p}{q}  {w['song']}  {where}")
     return "\n".join(lines)
 
 

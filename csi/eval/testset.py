@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = args.model_dir
     if args.batch_size < 1 or args.bootstrap < 0 or args.num_workers < 0 or (args.best_pairs_k or 1) < 1:
         raise EvalError("--batch_size and --best_pairs_k must be >= 1, --bootstrap and --num_workers >= 0")
+    if args.rerank and (args.rerank_top or 0) < 1:
+        raise EvalError("--rerank_top must be >= 1")
     if args.baselines:
         from csi.eval.baselines import BaselineError, resolve_systems
         try:
@@ -107,6 +109,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except (FileNotFoundError, ValueError) as e:
         raise EvalError(str(e)) from None
     card, ckpt_file, device = loaded.card, loaded.checkpoint, loaded.device
+    chroma_of = None
+    if args.rerank:                              # refused before anything is embedded
+        from csi.eval.baselines import BaselineError
+        from csi.eval.rerank import ChromaSource
+        try:
+            chroma_of = ChromaSource(loaded.reader(), args.rerank)
+        except BaselineError as e:
+            raise EvalError(str(e)) from None
     ckpt_name = ckpt_file.name
     policy = card.chunking(args.chunk_s, args.hop_s)
     matching = card.matching.with_overrides(distance="mean" if args.mean_embedding else args.distance,
@@ -211,19 +221,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hist_same = np.zeros(len(HIST_BINS) - 1, dtype=np.int64)
     hist_diff = np.zeros(len(HIST_BINS) - 1, dtype=np.int64)
 
-    def on_block(start: int, stop: int, dist: np.ndarray, relevant: np.ndarray) -> None:
+    def on_block(start: int, stop: int, dist: np.ndarray, relevant: np.ndarray, hist: bool = True) -> None:
         ranked = np.where(np.isnan(dist), np.inf, dist)
         best = ranked.argmin(axis=1)
         top1[start:stop] = best
         top1_dist[start:stop] = ranked[np.arange(stop - start), best]
-        if args.plot:
+        if args.plot and hist:     # the embedding distances (a re-ranked row encodes an order only)
             valid = np.isfinite(dist)
             hist_same[:] += np.histogram(np.clip(dist[valid & relevant], 0, 2), HIST_BINS)[0]
             hist_diff[:] += np.histogram(np.clip(dist[valid & ~relevant], 0, 2), HIST_BINS)[0]
 
-    result = retrieval_metrics(distances, q_labels, r_labels, exclude, query_ids=[r["utt"] for r in q_keep],
+    query_ids = [r["utt"] for r in q_keep]
+    result = retrieval_metrics(distances, q_labels, r_labels, exclude, query_ids=query_ids,
                                bootstrap=args.bootstrap, seed=args.seed, on_block=on_block)
     metrics_s = time.time() - t0
+    first_stage, rerank_stats = None, None
+    if chroma_of is not None:                    # two stages: the embedding search, then Qmax on its top K
+        from csi.eval.rerank import RerankedDistances
+        t0 = time.time()
+        q_chroma, r_chroma = [chroma_of(r) for r in q_keep], [chroma_of(r) for r in r_keep]
+        chroma_s = time.time() - t0
+        reranked = RerankedDistances(distances, q_chroma, r_chroma, query_ids, [r["utt"] for r in r_keep], exclude,
+                                     args.rerank_top)
+        first_stage = result
+        result = retrieval_metrics(reranked, q_labels, r_labels, exclude, query_ids=query_ids,
+                                   bootstrap=args.bootstrap, seed=args.seed,
+                                   on_block=lambda *a: on_block(*a, hist=False))
+        rerank_stats = {"system": args.rerank, **reranked.stats(), "time_chroma_s": round(chroma_s, 3),
+                        "first_stage_ms_per_query": round(1000 * metrics_s / max(len(q_keep), 1), 2)}
+        log.info("re-ranked the top %d of each query with %s: %s", args.rerank_top, args.rerank, rerank_stats)
     baselines, skipped = {}, {}
     if args.baselines:          # the same records, labels and excluded pairs as the model
         from csi.eval.baselines import baselines_beside_model
@@ -236,6 +262,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     failed_rows = [{"utt": utt, "roles": ",".join(name for name, utts in role_sets if utt in utts), "reason": reason}
                    for utt, reason in failed.items()]
     summary = dict(result.metrics)
+    if first_stage is not None:
+        summary.update({"first_stage": dict(first_stage.metrics), "rerank": rerank_stats})
     summary.update({
         "protocol": "all-vs-all" if all_vs_all else "query-vs-reference", "distance": mode,
         **({"best_pairs_k": matching.best_k} if mode == "best_pairs" else {}),
@@ -252,7 +280,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.baselines:
         from csi.eval.baselines import metrics_entries, summary_table
         summary.update(metrics_entries(baselines, skipped))
-        table = summary_table(f"model ({ckpt_name})", result.metrics, baselines, skipped)
+        label = f"model ({ckpt_name})"
+        more = [(label, first_stage.metrics)] if first_stage is not None else []
+        if first_stage is not None:
+            label += f" + {args.rerank} top {args.rerank_top}"
+        table = summary_table(label, result.metrics, baselines, skipped, more)
         atomic_write_text(out_dir / "metrics_table.txt", table + "\n")
     atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=1, default=_json_default) + "\n")
     r_utts = [r["utt"] for r in r_keep]
@@ -275,6 +307,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plot_distance_hist(out_dir / "distance_hist.png", hist_same, hist_diff)
         plot_pca(out_dir / "embedding_pca.png", means.numpy(), labels)
     line = result.summary_line()
+    if first_stage is not None:
+        line += (f"  (re-ranked: top {args.rerank_top} by {args.rerank}; the embeddings alone "
+                 f"{first_stage.summary_line()})")
     print(f"eval_testset {args.query_path.name} vs {args.ref_path.name}: {line}"
           + (f"  failed {len(failed)}" if failed else ""))
     if args.baselines:

@@ -30,7 +30,7 @@ from csi.io.manifest import atomic_write_text
 
 FORMAT = "csi-index/1"
 INDEX_FILE, META_FILE, INFO_FILE = "index.faiss", "meta.jsonl", "index.json"
-KEPT_KEYS = ("version", "wav", "dur_s")   # record keys copied into meta.jsonl
+KEPT_KEYS = ("version", "wav", "feat", "dur_s")   # record keys copied into meta.jsonl
 
 
 class IndexFileError(ValueError):

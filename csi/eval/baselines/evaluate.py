@@ -211,10 +211,12 @@ def table_rows(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapp
 
 
 def summary_table(model_label: str, model_metrics: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]],
-                  skipped: Mapping[str, str] | None = None) -> str:
-    """The model's row first, then chance and the baselines (:func:`format_table`), then one
-    line per reason a system was skipped (systems sharing a reason on one line)."""
-    text = format_table([(model_label, model_metrics), *table_rows(results)])
+                  skipped: Mapping[str, str] | None = None,
+                  more_models: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> str:
+    """The model's row first (then ``more_models``' rows, e.g. its first stage alone), then
+    chance and the baselines (:func:`format_table`), then one line per reason a system was
+    skipped (systems sharing a reason on one line)."""
+    text = format_table([(model_label, model_metrics), *more_models, *table_rows(results)])
     by_reason: dict[str, list[str]] = {}
     for name, why in (skipped or {}).items():
         by_reason.setdefault(why, []).append(name)

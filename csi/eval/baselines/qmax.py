@@ -245,14 +245,15 @@ def qmax_distances(q_tracks: Sequence[np.ndarray], r_tracks: Sequence[np.ndarray
                    q_ids: Sequence[str] | None = None, r_ids: Sequence[str] | None = None, *,
                    pairs: np.ndarray | None = None, params: QmaxParams = QmaxParams(),
                    max_pairs: int | None = MAX_PAIRS, progress: bool = False,
-                   stats: dict | None = None) -> np.ndarray:
+                   stats: dict | None = None, warn: bool = True) -> np.ndarray:
     """(queries, refs) Qmax distances of chroma sequences (``qmax_chroma``), smaller is closer.
 
     Tracks with the same id (default: the same object) are one track, so an all-vs-all set
     aligns each unordered pair once. ``pairs`` (an (n, 2) array of (query, ref) indices)
     restricts the work to those entries (re-ranking); the others are +inf. More unordered
     pairs than ``max_pairs`` raise BaselineError (None: no limit). ``stats`` gets ``pairs``
-    (aligned), ``time_s`` and ``pairs_per_s``."""
+    (aligned), ``time_s`` and ``pairs_per_s``. Each unusable track gets a log line (unless
+    ``warn`` is False) and infinite distances."""
     q_ids = [str(id(t)) for t in q_tracks] if q_ids is None else list(q_ids)
     r_ids = [str(id(t)) for t in r_tracks] if r_ids is None else list(r_ids)
     index: dict[str, int] = {}
@@ -267,7 +268,7 @@ def qmax_distances(q_tracks: Sequence[np.ndarray], r_tracks: Sequence[np.ndarray
     bad = {t: usable(s, params) for t, s in enumerate(seqs)}
     bad = {t: why for t, why in bad.items() if why}
     names = {t: ident for ident, t in index.items()}
-    for t, why in bad.items():
+    for t, why in bad.items() if warn else ():
         log.warning("qmax: track %s is %s: infinite distance to every other", names[t], why)
     if pairs is None:
         qi, rj = np.meshgrid(np.arange(len(q_ids)), np.arange(len(r_ids)), indexing="ij")
