@@ -84,9 +84,13 @@ class QmaxParams:
     onset: float = ONSET
     extension: float = EXTENSION
 
+    def span(self) -> int:
+        """Chroma steps lost to stacking: ``stack * stride`` (essentia's count), none unstacked."""
+        return self.stack * self.stride if self.stack > 1 else 0
+
     def min_frames(self) -> int:
-        """Chroma steps a track needs: one stacked frame, plus the recursion's two-frame margin."""
-        return self.stack * self.stride + 3
+        """Chroma steps a track needs: the recursion starts at the third stacked frame."""
+        return self.span() + 3
 
 
 def qmax_chroma(feat_db: np.ndarray, fmin: float = 32.0, frames_per_s: float = 25.0,
@@ -161,7 +165,7 @@ def usable(chroma: np.ndarray, params: QmaxParams = QmaxParams()) -> str | None:
 # ---- the kernels ---------------------------------------------------------------------------
 def _cross_recurrence(q, r, shift, stack, stride, kappa):
     """(n_q, n_r) uint8 cross-recurrence plot of chroma q, r (r rolled by ``shift``)."""
-    span = stack * stride
+    span = stack * stride if stack > 1 else 0
     n_q, n_r = q.shape[0] - span, r.shape[0] - span
     frame = np.empty((q.shape[0], r.shape[0]), dtype=np.float64)   # squared distances of frames
     for a in range(q.shape[0]):
@@ -284,7 +288,7 @@ def qmax_distances(q_tracks: Sequence[np.ndarray], r_tracks: Sequence[np.ndarray
                             f"(~{len(unique) / 1500 / 60:.0f} min at 1,500 pairs/s); evaluate a smaller set, "
                             "or re-rank an embedding search (--rerank qmax)")
     scores = _align_pairs(seqs, unique, params, progress)
-    lengths = np.array([max(len(s) - params.stack * params.stride, 0) for s in seqs], dtype=np.float64)
+    lengths = np.array([max(len(s) - params.span(), 0) for s in seqs], dtype=np.float64)
     rows, cols = pairs[keep, 0], pairs[keep, 1]
     pair_scores = scores[inverse]
     ref_len = lengths[r_tr[cols]]
