@@ -308,3 +308,20 @@ def test_identify_command_line(collection):
     assert out.stderr.startswith("identify: ") and "empty2.wav" in out.stderr
     answer = json.loads(out.stdout)
     assert answer["works"][0]["utt"] == records[2]["utt"] and len(answer["works"]) == 2
+
+
+def test_identify_rerank_qmax_orders_the_top_recordings_by_alignment(collection, capsys):
+    root, model_dir, records = collection
+    assert identify.main([str(root / "index"), records[0]["wav"], "--json", "--topk", "3", "--rerank", "qmax",
+                          "--rerank_top", "5"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    recs = answer["recordings"]
+    assert recs[0]["utt"] == records[0]["utt"] and answer["duration_s"] == pytest.approx(10.0, abs=0.1)
+    aligned = [r["qmax_distance"] for r in recs if r["qmax_distance"] is not None]
+    assert aligned == sorted(aligned) and [r["rank"] for r in recs] == [1, 2, 3]
+    assert answer["works"][0]["song"] == records[0]["song"] and "qmax_distance" in answer["works"][0]
+    assert identify.main([str(root / "index"), records[0]["wav"], "--rerank", "qmax", "--topk", "2"]) == 0
+    assert "qmax " in capsys.readouterr().out.splitlines()[1]
+    other = make_model_dir(root / "other_rr", TINY_MODEL, TINY_TRAIN, seed=2)
+    assert identify.main([str(root / "index"), records[0]["wav"], "--rerank", "qmax", "--model_dir", str(other)]) == 1
+    assert "model does not match the index" in capsys.readouterr().err
