@@ -167,6 +167,29 @@ def test_cli_errors_and_two_process_gloo_training(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "parameters identical on all 2 ranks" in r.stderr
     assert (exp / "train_run.yaml").exists() and (exp / "logs" / "train.log").exists()
+    assert json.loads((exp / "train_result.json").read_text())["stopped_by"] == "max_steps"
+
+
+def test_an_epoch_budget_gives_the_same_weights_twice(tmp_path):
+    # the demo's budgets are epochs or steps, so one command gives one model on any machine; the
+    # minutes are a guard (large here, as in the configs) and the result says what stopped training
+    results, weights = [], []
+    for name in ("one", "two"):
+        exp, hp = make_exp(tmp_path, name, max_epochs=2, max_minutes=60)
+        results.append(Trainer(exp, CPU, parse_hparams(hp)).train())
+        weights.append(torch.load(exp / "pt_model" / "g_00000001", weights_only=True)["generator"])
+    assert [r["stopped_by"] for r in results] == ["max_epochs", "max_epochs"]
+    assert results[0]["steps"] == results[1]["steps"] > 0
+    assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    exp, hp = make_exp(tmp_path, "guard", max_epochs=5, max_minutes=1e-6)
+    assert Trainer(exp, CPU, parse_hparams(hp)).train()["stopped_by"] == "max_minutes"
+
+
+def test_demo_configs_budget_epochs_not_minutes():
+    for name in ("demo_quick", "demo_full", "demo_coverhunter", "bytecover_small", "demo_segments"):
+        cfg = yaml.safe_load((REPO / "conf" / "train" / f"{name}.yaml").read_text())
+        assert cfg.get("max_steps") or cfg["max_epochs"] <= 60, name
+        assert cfg.get("max_minutes") is None or cfg["max_minutes"] >= 60, name     # only a guard
 
 
 def test_average_checkpoints(tmp_path):
