@@ -2,12 +2,13 @@
 the non-learned baselines. From the repo root, after stages 0-2 of egs/synthcovers:
 
     python3 -m tests.bench.learning_curve DATA_DIR OUT_DIR [--config conf/train/demo_quick.yaml]
-        [--fractions 0.25,0.5,1.0] [--seeds 1234] [--minutes 11]
+        [--fractions 0.25,0.5,1.0] [--seeds 1234] [--steps 1700]
 
 DATA_DIR holds ``train/full.txt``, ``val/full.txt`` and ``test/full.txt``. For every
 fraction f and seed s, the first f of the training works (in a seeded order; the smaller
-sets are subsets of the larger ones) train the config for ``--minutes`` minutes
-(``max_minutes``; the same budget for every point, so smaller sets see more epochs) into
+sets are subsets of the larger ones) train the config for ``--steps`` optimizer steps
+(``max_steps``; the same budget for every point, so smaller sets see more epochs; the
+machine's load does not change it) into
 ``OUT_DIR/works<N>_seed<S>``; the checkpoint with the best val MAP (``g_best``) is
 evaluated on the test works (all-vs-all, the one embedding path of stage 6). Writes
 ``OUT_DIR/map_vs_works.png`` and prints one JSON line: per point the number of works and
@@ -35,7 +36,7 @@ def subset_manifest(records: list[dict], fraction: float, seed: int) -> list[dic
     return [r for r in records if r["song"] in keep]
 
 
-def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: int, minutes: float) -> float:
+def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: int, steps: int) -> float:
     """Train one point (resumes if interrupted) and return the test MAP of g_best."""
     from csi.embed import open_model
     from csi.eval.dev_map import evaluate_map
@@ -43,7 +44,7 @@ def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: in
 
     exp.mkdir(parents=True, exist_ok=True)
     write_manifest(exp / "train.txt", train)
-    hp = dict(config, train_path=str(exp / "train.txt"), seed=seed, max_minutes=minutes,
+    hp = dict(config, train_path=str(exp / "train.txt"), seed=seed, max_steps=steps, max_epochs=100000, max_minutes=None,
               val={"query_path": str(data / "val" / "full.txt"), "ref_path": str(data / "val" / "full.txt")})
     (exp / "config").mkdir(exist_ok=True)
     (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp, sort_keys=False))
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("conf/train/demo_quick.yaml"))
     parser.add_argument("--fractions", default="0.25,0.5,1.0")
     parser.add_argument("--seeds", default="1234")
-    parser.add_argument("--minutes", type=float, default=11.0)
+    parser.add_argument("--steps", type=int, default=1700)
     args = parser.parse_args()
     from csi.eval.baselines import evaluate_baselines
 
@@ -99,14 +100,14 @@ def main() -> None:
         train = subset_manifest(records, fraction, seed=0)
         n_works = len({r["song"] for r in train})
         maps = [train_point(config, train, args.data_dir, args.out_dir / f"works{n_works}_seed{seed}", seed,
-                            args.minutes) for seed in seeds]
+                            args.steps) for seed in seeds]
         points.append({"works": n_works, "tracks": len(train), "test_map": [round(m, 4) for m in maps],
                        "map_mean": round(float(np.mean(maps)), 4), "map_std": round(float(np.std(maps)), 4)})
     baselines = evaluate_baselines(test, test, "all")
     refs = {name: round(float(m["MAP"]), 4) for name, m in baselines.items()}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     plot(points, refs, args.out_dir / "map_vs_works.png")
-    print(json.dumps({"points": points, "baselines": refs, "minutes_per_point": args.minutes,
+    print(json.dumps({"points": points, "baselines": refs, "steps_per_point": args.steps,
                       "config": str(args.config), "test_works": len({r["song"] for r in test}),
                       "test_tracks": len(test), "plot": str(args.out_dir / "map_vs_works.png")}))
 

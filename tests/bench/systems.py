@@ -1,12 +1,13 @@
 """Systems side by side on the demo at the same CPU budget (README "Systems on the demo").
 
     python3 -m tests.bench.systems DATA OUT_DIR [--systems NAME=CONFIG ...] [--seeds 1 2 3]
-        [--minutes 6] [--threads 1] [--baselines all]
+        [--steps 600] [--threads 1] [--baselines all]
 
 DATA is a demo data directory (``train/``, ``val/``, ``test/`` with ``full.txt``: stage 1–2
 of egs/synthcovers). For every system and seed, the config (a name in conf/train or a path)
-is trained on ``train`` for ``--minutes`` of wall time on ``--threads`` threads (the same
-budget for all: run nothing else heavy meanwhile, or give it the other core), ``g_best`` is
+is trained on ``train`` for ``--steps`` optimizer steps on ``--threads`` threads (the same
+budget for all, whatever the machine's load; 600 steps are about 6 minutes of the quick
+config on one thread), ``g_best`` is
 chosen on ``val`` and evaluated on the held-out works and timbres of ``test`` all-vs-all with
 the track comparison written in its model card (chunking, distance). Runs already evaluated
 are skipped, so the bench resumes. Prints the table (MAP mean ± sd over seeds, HR@1, epochs)
@@ -40,13 +41,13 @@ def config_path(name: str) -> Path:
     return path if path.suffix in (".yaml", ".yml") else ROOT / "conf" / "train" / f"{name}.yaml"
 
 
-def train_and_eval(config: Path, data: Path, exp: Path, seed: int, minutes: float, env: dict[str, str],
+def train_and_eval(config: Path, data: Path, exp: Path, seed: int, steps: int, env: dict[str, str],
                    baselines: str) -> dict:
     metrics = exp / "eval_test" / "metrics.json"
     if not metrics.exists():
         sets = [f"train_path={data}/train/full.txt", f"val.query_path={data}/val/full.txt",
                 f"val.ref_path={data}/val/full.txt", "early_stopping.dev_set=val", f"seed={seed}",
-                f"max_minutes={minutes}"]
+                f"max_steps={steps}", "max_epochs=100000", "max_minutes=null"]
         run(["tools.make_config", str(config), str(exp / "config" / "hparams.yaml"),
              *[a for s in sets for a in ("--set", s)]], env, exp / "bench.log")
         run(["tools.train", str(exp)], env, exp / "bench.log")
@@ -65,7 +66,7 @@ def main() -> None:
     p.add_argument("out_dir", type=Path)
     p.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, metavar="NAME=CONFIG")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--minutes", type=float, default=6.0)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--baselines", default="all")
     args = p.parse_args()
@@ -75,7 +76,7 @@ def main() -> None:
     for spec in args.systems:
         name, _, config = spec.partition("=")
         runs = [train_and_eval(config_path(config or name), data, args.out_dir.resolve() / f"{name}-s{seed}", seed,
-                               args.minutes, env, args.baselines) for seed in args.seeds]
+                               args.steps, env, args.baselines) for seed in args.seeds]
         reference = reference or runs[0]
         maps = [r["MAP"] for r in runs]
         mean, sd = statistics.mean(maps), statistics.stdev(maps) if len(maps) > 1 else 0.0
@@ -96,7 +97,7 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "table.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
-    print(json.dumps({"workload": {"data": str(data), "minutes": args.minutes, "threads": args.threads,
+    print(json.dumps({"workload": {"data": str(data), "steps": args.steps, "threads": args.threads,
                                    "seeds": args.seeds, "test_tracks": reference.get("queries")}, **figures}))
 
 
