@@ -7,7 +7,10 @@ QUERY_PATH / REF_PATH are feature manifests (JSON lines with ``utt``, ``song`` a
 a stored CQT); the same file for both is the all-vs-all protocol. Systems
 (``csi.eval.baselines``): ``chance`` (exact expectation of a random ranking),
 ``chroma_mean`` (key-invariant mean chroma), ``2dftm`` (2D Fourier transform magnitude,
-Bertin-Mahieux & Ellis 2012), ``mean_cqt`` (mean CQT, not key-invariant); ``--system`` may
+Bertin-Mahieux & Ellis 2012), ``qmax`` (Serra, Serra & Andrzejak 2009: cross-recurrence
+and Qmax alignment of every track pair; its pairs aligned and pairs/s are printed; more than
+2M pairs are refused: re-rank an embedding search instead), ``mean_cqt`` (mean CQT, not
+key-invariant); ``--system`` may
 be repeated or comma-separated (default ``all``). A query never ranks its own recording nor,
 unless ``--keep_tempo_copies``, its tempo copies (``csi.eval.metrics.same_source_pairs``).
 
@@ -97,7 +100,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"eval_baseline {args.query_path.name} vs {args.ref_path.name} ({summary['protocol']}, "
           f"{len(queries)} queries, {len(refs)} references):")
     print(format_table(table_rows(results)))
-    print(json.dumps({name: {k: m[k] for k in ("MAP", "MR1", "P@10", "HR@1", "HR@10", "queries") if k in m}
+    for name, m in results.items():
+        if "pairs_per_s" in m:
+            print(f"{name}: {m['pairs']:,} track pairs aligned, {m['pairs_per_s']:,.0f} pairs/s, {m['time_s']:.1f} s "
+                  "with the features")
+    print(json.dumps({name: {k: m[k] for k in ("MAP", "MR1", "P@10", "HR@1", "HR@10", "queries", "time_s", "pairs",
+                                                 "pairs_per_s") if k in m}
                       for name, m in results.items()}))
     if args.out_dir:
         log.info("wrote %s", args.out_dir)

@@ -37,7 +37,7 @@ are not cached, so they are tried again), and with
 ``--plot`` ``distance_hist.png`` and ``embedding_pca.png``.
 
 ``--baselines chroma_mean,2dftm,...|all`` evaluates non-learned reference systems
-(csi.eval.baselines: chance, chroma_mean, 2dftm, mean_cqt) on the same records, labels and
+(csi.eval.baselines: chance, chroma_mean, 2dftm, qmax, mean_cqt) on the same records, labels and
 excluded pairs from their stored features (records with audio only: every system but chance
 is skipped, saying so); ``metrics.json`` gets ``"chance"`` and ``"baselines": {name:
 {MAP, MR1, P@10, HR@1, HR@10, ...}}``, and the table model | chance | baselines is printed

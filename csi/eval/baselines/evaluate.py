@@ -17,7 +17,7 @@ from csi.eval.metrics import retrieval_metrics, same_source_pairs
 from csi.features.store import load_feature
 
 TABLE_KEYS = ("MAP", "MR1", "P@10", "HR@1", "HR@10")
-SUMMARY_KEYS = (*TABLE_KEYS, "queries", "references")
+SUMMARY_KEYS = (*TABLE_KEYS, "queries", "references", "time_s", "pairs", "pairs_per_s")
 NO_FEATURES = "baselines need stored features: skipped"
 
 
@@ -107,12 +107,15 @@ def baseline_distances(name: str, queries: Sequence[dict], refs: Sequence[dict])
     return distances if isinstance(distances, np.ndarray) else distances.rows(0, len(queries))
 
 
-def _distances(b, vec: Mapping[str, np.ndarray], queries, refs) -> VectorDistances | np.ndarray:
+def _distances(b, vec: Mapping[str, np.ndarray], queries, refs,
+               stats: dict | None = None) -> VectorDistances | np.ndarray:
     """Distances of system ``b``: rows on demand from stacked vectors, or the whole matrix of
-    a pairwise system (tracks named by utt, so a shared track is aligned once)."""
+    a pairwise system (tracks named by utt, so a shared track is aligned once; ``stats`` gets
+    its pairs aligned and pairs per second)."""
     q_utts, r_utts = [r["utt"] for r in queries], [r["utt"] for r in refs]
     if b.pairwise:
-        return b.compare([vec[u] for u in q_utts], [vec[u] for u in r_utts], q_utts, r_utts)
+        return b.compare([vec[u] for u in q_utts], [vec[u] for u in r_utts], q_utts, r_utts,
+                         **({"stats": stats} if stats is not None else {}))
     return VectorDistances(b.compare, np.stack([vec[u] for u in q_utts]), np.stack([vec[u] for u in r_utts]))
 
 
@@ -143,8 +146,9 @@ def evaluate_baselines(queries: Sequence[dict], refs: Sequence[dict], systems: s
         if b.vector is None:
             metrics = chance_metrics(q_labels, r_labels, exclude)
         else:
+            pair_stats: dict[str, Any] = {}
             try:
-                rows = _distances(b, vectors[name], queries, refs)
+                rows = _distances(b, vectors[name], queries, refs, pair_stats if b.pairwise else None)
             except BaselineError as e:      # e.g. more qmax pairs than its limit
                 if skipped is None:
                     raise
@@ -153,6 +157,8 @@ def evaluate_baselines(queries: Sequence[dict], refs: Sequence[dict], systems: s
             metrics = dict(retrieval_metrics(rows, q_labels, r_labels, exclude,
                                              query_ids=[r["utt"] for r in queries]).metrics)
             metrics["time_s"] = round(time.time() - t0 + load_s, 3)
+            if pair_stats:
+                metrics.update(pairs=pair_stats["pairs"], pairs_per_s=pair_stats["pairs_per_s"])
         results[name] = {"title": b.title, **metrics}
     return results
 

@@ -83,6 +83,7 @@ register(Baseline("2dftm", "2D Fourier transform magnitude",
                   lambda feat, layout: ftm2d_vector(feat, layout.fmin), euclidean_distances, needs_chroma=True))
 register(Baseline("qmax", "Serra 2009 cross-recurrence Qmax",
                   lambda feat, layout: qmax_chroma(feat, layout.fmin, layout.frames_per_s),
-                  lambda q, r, q_ids, r_ids: qmax_distances(q, r, q_ids, r_ids), needs_chroma=True, pairwise=True))
+                  lambda q, r, q_ids, r_ids, **kw: qmax_distances(q, r, q_ids, r_ids, **kw), needs_chroma=True,
+                  pairwise=True))
 register(Baseline("mean_cqt", "mean CQT (not key-invariant)",
                   lambda feat, layout: mean_cqt_vector(feat), cosine_distances))
