@@ -177,7 +177,7 @@ def test_qmax_beside_the_other_baselines_and_over_its_limit(tmp_path, monkeypatc
     from csi.eval.baselines.qmax import qmax_distances as real
     monkeypatch.setitem(systems.BASELINES, "qmax", systems.Baseline(
         "qmax", "limited", systems.BASELINES["qmax"].vector,
-        lambda q, r, qi, ri: real(q, r, qi, ri, max_pairs=3), needs_chroma=True, pairwise=True))
+        lambda q, r, qi, ri, **kw: real(q, r, qi, ri, max_pairs=3, **kw), needs_chroma=True, pairwise=True))
     skipped = {}
     res = evaluate_baselines(records, records, "chance,qmax", skipped=skipped)
     assert "qmax" not in res and "over the limit of 3" in skipped["qmax"]
