@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -287,7 +288,7 @@ def qmax_distances(q_tracks: Sequence[np.ndarray], r_tracks: Sequence[np.ndarray
         raise BaselineError(f"qmax: {len(unique):,} track pairs to align, over the limit of {max_pairs:,} "
                             f"(~{len(unique) / 1500 / 60:.0f} min at 1,500 pairs/s); evaluate a smaller set, "
                             "or re-rank an embedding search (--rerank qmax)")
-    scores = _align_pairs(seqs, unique, params, progress)
+    scores, align_s = _align_pairs(seqs, unique, params, progress)
     lengths = np.array([max(len(s) - params.span(), 0) for s in seqs], dtype=np.float64)
     rows, cols = pairs[keep, 0], pairs[keep, 1]
     pair_scores = scores[inverse]
@@ -297,13 +298,14 @@ def qmax_distances(q_tracks: Sequence[np.ndarray], r_tracks: Sequence[np.ndarray
     same = pairs[q_tr[pairs[:, 0]] == r_tr[pairs[:, 1]]]
     out[same[:, 0], same[:, 1]] = 0.0          # a track against itself (normally excluded)
     if stats is not None:
-        stats.update(pairs=int(len(unique)), time_s=round(_align_pairs.last_s, 3),
-                     pairs_per_s=round(len(unique) / max(_align_pairs.last_s, 1e-9), 1))
+        stats.update(pairs=int(len(unique)), time_s=round(align_s, 3),
+                     pairs_per_s=round(len(unique) / max(align_s, 1e-9), 1))
     return out
 
 
-def _align_pairs(seqs: list[np.ndarray], pairs: np.ndarray, params: QmaxParams, progress: bool) -> np.ndarray:
-    """max Q of every (track a, track b) row of ``pairs``, in parallel blocks."""
+def _align_pairs(seqs: list[np.ndarray], pairs: np.ndarray, params: QmaxParams,
+                 progress: bool) -> tuple[np.ndarray, float]:
+    """(max Q of every (track a, track b) row of ``pairs``, seconds), in parallel blocks."""
     t0 = time.time()
     scores = np.zeros(len(pairs), dtype=np.float64)
     if len(pairs):
@@ -312,7 +314,6 @@ def _align_pairs(seqs: list[np.ndarray], pairs: np.ndarray, params: QmaxParams, 
         g = np.stack([global_chroma(s) for s in seqs])
         numba.set_num_threads(max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS)))
         from tqdm import tqdm
-        import sys
         with tqdm(total=len(pairs), desc="qmax", unit="pair", disable=not progress, file=sys.stderr,
                   dynamic_ncols=True) as bar:
             for start in range(0, len(pairs), PAIR_BLOCK):
@@ -322,11 +323,7 @@ def _align_pairs(seqs: list[np.ndarray], pairs: np.ndarray, params: QmaxParams, 
                 _pair_scores_kernel(frames, offsets, a, b, shifts, params.stack, params.stride, params.kappa,
                                     params.onset, params.extension, scores[start:start + len(block)])
                 bar.update(len(block))
-    _align_pairs.last_s = time.time() - t0
-    return scores
-
-
-_align_pairs.last_s = 0.0
+    return scores, time.time() - t0
 
 
 def _shifts(g: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
