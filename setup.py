@@ -27,7 +27,8 @@ setup(
         "numba",  # the best-pairs track distance kernel (csi.eval.best_pairs; torch fallback without it)
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout"],
+        # essentia: the Qmax parity test only (tests/test_qmax.py skips without it)
+        "dev": ["pytest", "pytest-timeout", "essentia"],
         # offline demo corpus: scores from music21, MIDI rendered with pretty_midi's
         # bundled General MIDI soundfont through tinysoundfont. tinysoundfont itself is
         # installed by utils/install.sh with --no-deps: it declares pyaudio (live
