@@ -114,6 +114,12 @@ def add_progress_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
+def add_rerank_args(parser: argparse.ArgumentParser) -> None:
+    """``--rerank SYSTEM --rerank_top K``: two-stage retrieval (csi.eval.rerank)."""
+    parser.add_argument("--rerank", choices=("qmax",), help="re-score each query's top K by this alignment system")
+    parser.add_argument("--rerank_top", type=int, default=50, help="references re-scored a query (default 50)")
+
+
 def add_set_arg(parser: argparse.ArgumentParser, what: str = "the config") -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
                         help=f"override a key of {what} (a.b=VALUE for nested keys; VALUE read as YAML; repeatable)")

@@ -283,20 +283,26 @@ HP = {"train_path": "unused", "chunk_frame": [20], "mean_size": 2, "m_per_class"
       "center": {"weight": 0.0}}
 
 
-def test_eval_testset_prints_baselines_beside_the_model(tmp_path, capsys):
+def random_model_dir(exp):
+    """A model directory of the tiny model ``HP`` with seeded random weights (epoch 0)."""
     import torch
     import yaml
 
     from csi.models import build_model, model_section
-    from tools import eval_testset
 
-    manifest, _ = _corpus(tmp_path)
-    exp = tmp_path / "exp"
     (exp / "config").mkdir(parents=True)
     (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(HP))
     (exp / "pt_model").mkdir()
     torch.manual_seed(0)
     torch.save({"generator": build_model(model_section(HP)).state_dict()}, exp / "pt_model" / "g_00000000")
+    return exp
+
+
+def test_eval_testset_prints_baselines_beside_the_model(tmp_path, capsys):
+    from tools import eval_testset
+
+    manifest, _ = _corpus(tmp_path)
+    exp = random_model_dir(tmp_path / "exp")
     out = tmp_path / "eval"
     assert eval_testset.main([str(exp), str(manifest), str(manifest), "--out_dir", str(out),
                               "--baselines", "all"]) == 0

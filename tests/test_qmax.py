@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from csi.eval.baselines import BaselineError, evaluate_baselines
-from csi.eval.baselines.qmax import (LEAK, QmaxParams, _qmax_score, cross_recurrence, global_chroma, qmax_chroma,
-                                     qmax_distances, qmax_pair, qmax_score, transposition_indices, unsmear)
+from csi.eval.baselines.qmax import (LEAK, QmaxParams, global_chroma, qmax_chroma, qmax_distances, qmax_pair,
+                                     transposition_indices, unsmear)
+from csi.eval.baselines.qmax_kernels import _qmax_score, cross_recurrence, qmax_score
 
 
 def chroma_track(rng, n, base=None, shift=0, mix=0.7):
@@ -21,6 +22,20 @@ def chroma_track(rng, n, base=None, shift=0, mix=0.7):
         m = min(n, len(base))
         x[:m] = mix * np.roll(base[:m], shift, axis=1) + (1 - mix) * x[:m]
     return x / x.max(axis=1, keepdims=True)
+
+
+def melody_versions(works: int, semitones: int, seed: int = 4) -> list[tuple[str, str, np.ndarray]]:
+    """(utt, work, dB CQT) of ``works`` melodies of 25 notes of 12 frames in noise, each with a
+    version ``semitones`` up."""
+    rng = np.random.default_rng(seed)
+    tracks = []
+    for w in range(works):
+        melody = np.repeat(rng.integers(30, 60, 25), 12)
+        for v in range(2):
+            feat = np.full((300, 96), -80.0, np.float32) + rng.normal(0, 3, (300, 96)).astype(np.float32)
+            feat[np.arange(300), melody + semitones * v] = 0.0
+            tracks.append((f"w{w}v{v}", f"w{w}", feat))
+    return tracks
 
 
 # ---- the recursion -------------------------------------------------------------------------
@@ -162,15 +177,7 @@ def test_qmax_chroma_steps_and_band():
 def test_qmax_beside_the_other_baselines_and_over_its_limit(tmp_path, monkeypatch):
     from tests.test_baselines import write_records
 
-    rng = np.random.default_rng(4)
-    tracks = []
-    for w in range(3):                          # a melody of 25 notes of 12 frames; its version 2 semitones up
-        melody = np.repeat(rng.integers(30, 60, 25), 12)
-        for v in range(2):
-            feat = np.full((300, 96), -80.0, np.float32) + rng.normal(0, 3, (300, 96)).astype(np.float32)
-            feat[np.arange(300), melody + 2 * v] = 0.0
-            tracks.append((f"w{w}v{v}", f"w{w}", feat))
-    _, records = write_records(tmp_path, tracks)
+    _, records = write_records(tmp_path, melody_versions(3, semitones=2))
     res = evaluate_baselines(records, records, "qmax")
     assert res["qmax"]["MAP"] == pytest.approx(1.0) and res["qmax"]["title"].startswith("Serra 2009")
     import csi.eval.baselines.systems as systems

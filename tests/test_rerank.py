@@ -67,28 +67,12 @@ def test_rerank_refuses_a_front_end_it_cannot_align():
 
 
 def test_eval_testset_rerank_all_references_equals_qmax(tmp_path, capsys):
-    import torch
-    import yaml
-
-    from csi.models import build_model, model_section
-    from tests.test_baselines import HP, write_records
+    from tests.test_baselines import random_model_dir, write_records
+    from tests.test_qmax import melody_versions
     from tools import eval_testset
 
-    rng = np.random.default_rng(4)
-    tracks = []
-    for w in range(4):                          # melodies of 25 notes of 12 frames; versions transposed
-        melody = np.repeat(rng.integers(30, 60, 25), 12)
-        for v in range(2):
-            feat = np.full((300, 96), -80.0, np.float32) + rng.normal(0, 3, (300, 96)).astype(np.float32)
-            feat[np.arange(300), melody + 3 * v] = 0.0
-            tracks.append((f"w{w}v{v}", f"w{w}", feat))
-    manifest, records = write_records(tmp_path, tracks)
-    exp = tmp_path / "exp"
-    (exp / "config").mkdir(parents=True)
-    (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(HP))
-    (exp / "pt_model").mkdir()
-    torch.manual_seed(0)
-    torch.save({"generator": build_model(model_section(HP)).state_dict()}, exp / "pt_model" / "g_00000000")
+    manifest, records = write_records(tmp_path, melody_versions(4, semitones=3))
+    exp = random_model_dir(tmp_path / "exp")
     qmax = evaluate_baselines(records, records, "qmax")["qmax"]
     for k, expect_qmax in ((7, True), (2, False)):
         out = tmp_path / f"eval{k}"

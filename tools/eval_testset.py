@@ -58,7 +58,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_device_arg, add_progress_arg
+    from csi.cli import add_device_arg, add_progress_arg, add_rerank_args
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", type=Path)
@@ -90,8 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="", metavar="NAMES",
                    help="also evaluate non-learned reference systems on the same records and excluded pairs "
                         "(comma-separated names or 'all'; csi.eval.baselines; they read stored features)")
-    p.add_argument("--rerank", choices=("qmax",), help="re-score each query's top K with this alignment system")
-    p.add_argument("--rerank_top", type=int, default=50, help="references re-scored a query (default 50)")
+    add_rerank_args(p)
     return p
 
 

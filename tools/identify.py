@@ -14,12 +14,9 @@ radius); no recordings are listed. Prints the ranked works with their score and 
 recording, or with ``--json`` one JSON object a query:
 ``{"query", "duration_s", "chunks", "works": [{"rank", "song", "score", "utt", "recordings"}],
 "recordings": [{"rank", "utt", "song", "score"}]}``.
-With ``--rerank qmax`` the search's ``--rerank_top`` best recordings (default 50) are
-re-ordered by Serrà's Qmax between the query and each recording (csi.eval.rerank), aligned on
-the model's features of the recording's stored ``feat`` or ``wav`` (an index whose features were
-made by another front end, or a front end that is not a 12-bins-per-octave CQT, is refused);
-recordings and works get ``qmax_distance`` and are listed in that order (``score`` stays the
-embedding similarity). With INDEX_DIR/calibration.json (tools.calibrate_matches) each work also gets
+``--rerank qmax`` re-orders the search's ``--rerank_top`` best recordings by Serrà's Qmax
+(csi.eval.rerank: refusals there), adding ``qmax_distance``; ``score`` stays the embedding
+similarity. With INDEX_DIR/calibration.json (tools.calibrate_matches) each work also gets
 ``p_same_work``, the calibrated probability that it is the query's work.
 The model is the one recorded in INDEX_DIR/index.json unless ``--model_dir`` is given; a
 model other than the index's is refused with the reason (exit status 1). Each query's
@@ -37,7 +34,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_device_arg
+    from csi.cli import add_device_arg, add_rerank_args
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index_dir", type=Path)
@@ -53,8 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recording score (default: the model's matching.distance, recorded in the index)")
     parser.add_argument("--best_pairs_k", type=int, help="pairs averaged by best_pairs (default: the model's)")
     parser.add_argument("--centroids", action="store_true", help="rank works by their centroids (fast)")
-    parser.add_argument("--rerank", choices=("qmax",), help="re-order the search's top recordings by this alignment")
-    parser.add_argument("--rerank_top", type=int, default=50, help="recordings re-ordered a query (default 50)")
+    add_rerank_args(parser)
     parser.add_argument("--batch_size", type=int, default=32)
     add_device_arg(parser)
     return parser
@@ -63,10 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.topk < 1 or (args.best_pairs_k is not None and args.best_pairs_k < 1) or args.rerank_top < 1:
-        parser.error("--topk, --rerank_top and --best_pairs_k must be positive")
-    if args.rerank and args.centroids:
-        parser.error("--rerank re-orders recordings; --centroids ranks works only")
+    if args.topk < 1 or (args.best_pairs_k is not None and args.best_pairs_k < 1) or args.rerank_top < 1 \
+            or (args.rerank and args.centroids):
+        parser.error("--topk, --rerank_top and --best_pairs_k must be positive; --rerank needs recordings "
+                     "(not --centroids)")
     from csi.cli import run_tool_main, setup_logging
     from csi.eval.baselines import BaselineError
     from csi.eval.calibration import CalibrationMismatch
@@ -75,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     logging.getLogger("csi").setLevel(logging.WARNING)        # stdout is the answer; stderr one line a bad query
     logging.getLogger("csi.embed").setLevel(logging.ERROR)
-    return run_tool_main("identify", lambda: identify(args), (IndexFileError, ModelMismatchError, CalibrationMismatch,
-                                                                 BaselineError))
+    errors = (IndexFileError, ModelMismatchError, CalibrationMismatch, BaselineError)
+    return run_tool_main("identify", lambda: identify(args), errors)
 
 
 def identify(args: argparse.Namespace) -> int:
@@ -96,11 +92,8 @@ def identify(args: argparse.Namespace) -> int:
         centroids = WorkCentroids.load(args.index_dir, index.model)
     matching = Matching.from_dict(index.model.get("matching"), f"{args.index_dir}/index.json").with_overrides(
         distance=args.distance, best_k=args.best_pairs_k)
-    chroma_of = None
-    if args.rerank:
-        from csi.eval.rerank import ChromaSource, rerank_ranking
-        chroma_of = ChromaSource(reader, args.rerank)
-        by_utt = {r["utt"]: r for r in index.recordings}
+    from csi.eval.rerank import IndexReranker
+    reranker = IndexReranker(index, reader, args.rerank, args.rerank_top) if args.rerank else None
     calibration = Calibration.load(args.index_dir)
     if calibration is not None:
         calibration.check(index.model, matching.to_dict(), str(args.index_dir / "calibration.json"))
@@ -114,16 +107,11 @@ def identify(args: argparse.Namespace) -> int:
         duration_s = round(reader.last_frames / card.frontend.frames_per_s, 2)
         if args.centroids:
             ranked = {"works": centroids.rank(result.emb, args.topk), "recordings": []}
-        elif chroma_of is not None:         # the search's top recordings, re-ordered by the alignment
-            first = index.rank(result.emb, max(args.rerank_top, args.topk), args.k_chunks, matching).to_dict()
-            first["recordings"] = first["recordings"][:args.rerank_top]
-            query = chroma_of({"utt": f"<query {path}>", "wav": path})
-            ranked = rerank_ranking(first, query, [chroma_of(by_utt[r["utt"]]) for r in first["recordings"]],
-                                    args.topk)
+        elif reranker is not None:          # the search's top recordings, re-ordered by the alignment
+            ranked = reranker.rank(result.emb, path, args.topk, args.k_chunks, matching)
         else:
             ranked = index.rank(result.emb, args.topk, args.k_chunks, matching).to_dict()
-        answer = {"query": path, "duration_s": duration_s,
-                  "chunks": len(result.emb), **ranked}
+        answer = {"query": path, "duration_s": duration_s, "chunks": len(result.emb), **ranked}
         if calibration is not None and not args.centroids:     # a cosine similarity: distance 1 - score
             for work in answer["works"]:
                 work["p_same_work"] = round(float(calibration.probability(1.0 - work["score"])), 4)

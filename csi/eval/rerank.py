@@ -177,3 +177,21 @@ def rerank_ranking(ranking: dict[str, Any], query_chroma: np.ndarray, ref_chroma
             works.append({"rank": len(works) + 1, "song": rec["song"], "score": rec["score"], "utt": rec["utt"],
                           "recordings": counts[rec["song"]], "qmax_distance": rec["qmax_distance"]})
     return {"works": works[:topk], "recordings": recordings[:topk]}
+
+
+class IndexReranker:
+    """``tools.identify --rerank``: a query's first-stage answer from a ``ChunkIndex``
+    (``top_k`` recordings) re-ordered by the alignment, the recordings' features read
+    through the model's reader from what the index keeps of them (``feat`` or ``wav``)."""
+
+    def __init__(self, index, reader, system: str, top_k: int):
+        self.index, self.top_k = index, int(top_k)
+        self.chroma_of = ChromaSource(reader, system)
+        self.by_utt = {r["utt"]: r for r in index.recordings}
+
+    def rank(self, emb: np.ndarray, audio_path: str, topk: int, k_chunks: int | None, matching) -> dict[str, Any]:
+        first = self.index.rank(emb, max(self.top_k, topk), k_chunks, matching).to_dict()
+        first["recordings"] = first["recordings"][:self.top_k]
+        query = self.chroma_of({"utt": f"<query {audio_path}>", "wav": audio_path})
+        refs = [self.chroma_of(self.by_utt[r["utt"]]) for r in first["recordings"]]
+        return rerank_ranking(first, query, refs, topk)

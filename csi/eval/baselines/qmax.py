@@ -37,7 +37,8 @@ oti=True)``, ``CoverSongSimilarity('serra09', disOnset=0.5, disExtension=0.5)``)
    frame matches).
 
 ``Q(q, r) = Q(r, q)`` (the shift of (r, q) is the opposite one and R is transposed), so every
-unordered pair is aligned once. Pairs run in parallel (numba ``prange``), one
+unordered pair is aligned once. Pairs run in parallel (numba ``prange``, ``qmax_kernels.py``,
+imported on first use so that importing the baselines stays cheap), one
 ``(n_q, n_r)`` plot at a time per thread. A track that is empty, silent or shorter than one
 stacked frame plus two gets an infinite distance to every other, with a line in the log.
 """
@@ -55,10 +56,6 @@ import numpy as np
 
 from csi.eval.baselines.chroma import C0_HZ, DB_FLOOR, BaselineError, fold_chroma
 
-import numba
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"   # beside torch's OpenMP (csi.eval.best_pairs)
 
 log = logging.getLogger("csi.eval")
 
@@ -163,82 +160,13 @@ def usable(chroma: np.ndarray, params: QmaxParams = QmaxParams()) -> str | None:
     return None
 
 
-# ---- the kernels ---------------------------------------------------------------------------
-def _cross_recurrence(q, r, shift, stack, stride, kappa):
-    """(n_q, n_r) uint8 cross-recurrence plot of chroma q, r (r rolled by ``shift``)."""
-    span = stack * stride if stack > 1 else 0
-    n_q, n_r = q.shape[0] - span, r.shape[0] - span
-    frame = np.empty((q.shape[0], r.shape[0]), dtype=np.float64)   # squared distances of frames
-    for a in range(q.shape[0]):
-        for b in range(r.shape[0]):
-            acc = 0.0
-            for c in range(12):
-                d = q[a, c] - r[b, (c - shift) % 12]
-                acc += d * d
-            frame[a, b] = acc
-    dist = np.zeros((n_q, n_r), dtype=np.float64)                   # squared distances of stacks
-    for i in range(n_q):
-        for j in range(n_r):
-            acc = 0.0
-            for k in range(stack):
-                acc += frame[i + k * stride, j + k * stride]
-            dist[i, j] = acc
-    row_k = int(math.floor((n_r - 1) * kappa))
-    col_k = int(math.floor((n_q - 1) * kappa))
-    row_t = np.empty(n_q, dtype=np.float64)
-    col_t = np.empty(n_r, dtype=np.float64)
-    for i in range(n_q):
-        row_t[i] = np.partition(dist[i, :].copy(), row_k)[row_k]
-    for j in range(n_r):
-        col_t[j] = np.partition(dist[:, j].copy(), col_k)[col_k]
-    plot = np.zeros((n_q, n_r), dtype=np.uint8)
-    for i in range(n_q):
-        for j in range(n_r):
-            if dist[i, j] <= row_t[i] and dist[i, j] <= col_t[j]:
-                plot[i, j] = 1
-    return plot
-
-
-def _qmax_score(plot, onset, extension):
-    """max Q of the Qmax recursion over a binary plot (module docstring, step 4)."""
-    n_q, n_r = plot.shape
-    score = np.zeros((n_q, n_r), dtype=np.float64)
-    best = 0.0
-    for i in range(2, n_q):
-        for j in range(2, n_r):
-            if plot[i, j]:
-                v = max(score[i - 1, j - 1], score[i - 2, j - 1], score[i - 1, j - 2]) + 1.0
-            else:
-                v = max(0.0,
-                        score[i - 1, j - 1] - (onset if plot[i - 1, j - 1] else extension),
-                        score[i - 2, j - 1] - (onset if plot[i - 2, j - 1] else extension),
-                        score[i - 1, j - 2] - (onset if plot[i - 1, j - 2] else extension))
-            score[i, j] = v
-            if v > best:
-                best = v
-    return best
-
-
-cross_recurrence = numba.njit(cache=True, nogil=True)(_cross_recurrence)
-qmax_score = numba.njit(cache=True, nogil=True)(_qmax_score)
-
-
-def _pair_scores(frames, offsets, pair_a, pair_b, shifts, stack, stride, kappa, onset, extension, out):
-    """max Q of every pair (``pair_a[p]``, ``pair_b[p]``) of the concatenated chroma ``frames``."""
-    for p in numba.prange(len(pair_a)):
-        q = frames[offsets[pair_a[p]]:offsets[pair_a[p] + 1]]
-        r = frames[offsets[pair_b[p]]:offsets[pair_b[p] + 1]]
-        out[p] = qmax_score(cross_recurrence(q, r, shifts[p], stack, stride, kappa), onset, extension)
-
-
-_pair_scores_kernel = numba.njit(parallel=True, cache=True, nogil=True)(_pair_scores)
-
-
 # ---- tracks and pairs ----------------------------------------------------------------------
 def qmax_pair(q: np.ndarray, r: np.ndarray, params: QmaxParams = QmaxParams()) -> tuple[float, np.ndarray]:
     """(distance, plot) of one pair of chroma sequences (for tests and plots)."""
     if usable(q, params) or usable(r, params):
         return math.inf, np.zeros((0, 0), np.uint8)
+    from csi.eval.baselines.qmax_kernels import cross_recurrence, qmax_score
+
     shift = int(transposition_indices(global_chroma(q)[None], global_chroma(r)[None])[0, 0])
     plot = cross_recurrence(np.ascontiguousarray(q, np.float32), np.ascontiguousarray(r, np.float32), shift,
                             params.stack, params.stride, params.kappa)
@@ -306,6 +234,10 @@ def qmax_distances(q_tracks: Sequence[np.ndarray], r_tracks: Sequence[np.ndarray
 def _align_pairs(seqs: list[np.ndarray], pairs: np.ndarray, params: QmaxParams,
                  progress: bool) -> tuple[np.ndarray, float]:
     """(max Q of every (track a, track b) row of ``pairs``, seconds), in parallel blocks."""
+    import numba
+
+    from csi.eval.baselines.qmax_kernels import pair_scores
+
     t0 = time.time()
     scores = np.zeros(len(pairs), dtype=np.float64)
     if len(pairs):
@@ -320,7 +252,7 @@ def _align_pairs(seqs: list[np.ndarray], pairs: np.ndarray, params: QmaxParams,
                 block = pairs[start:start + PAIR_BLOCK]
                 a, b = np.ascontiguousarray(block[:, 0]), np.ascontiguousarray(block[:, 1])
                 shifts = _shifts(g, a, b)
-                _pair_scores_kernel(frames, offsets, a, b, shifts, params.stack, params.stride, params.kappa,
+                pair_scores(frames, offsets, a, b, shifts, params.stack, params.stride, params.kappa,
                                     params.onset, params.extension, scores[start:start + len(block)])
                 bar.update(len(block))
     return scores, time.time() - t0
