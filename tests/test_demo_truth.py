@@ -78,6 +78,36 @@ def test_tempo_copy():
     assert record_for("sp_0.8-w-v9", {"w-v1": REPEAT}) is None
 
 
+# intro (2 quarters of phrase 0's accompaniment), phrase 0, a solo on phrase 1's chords,
+# phrases 1 and 2, an outro (the last 4 quarters' accompaniment), after 1.5 s of silence
+COVER = rec("w-v8", [0, 0, 1, 1, 2, 2], [(0.0, 2.0), P[0], P[1], P[1], P[2], (20.0, 24.0)], 120.0,
+            segment_kinds=["intro", "score", "solo", "score", "score", "outro"], lead_in_s=1.5)
+
+
+def test_inserted_material_maps_nowhere_and_shifts_what_follows():
+    # COVER: 1.5 s lead-in, intro 1 s, phrase 0 at 2.5-6.5 s, solo 6.5-10.5, phrase 1 10.5-14.5,
+    # phrase 2 14.5-18.5, outro 18.5-20.5 s (0.5 s a quarter)
+    assert time_map(COVER, FULL, 1.0) == []          # lead-in silence
+    assert time_map(COVER, FULL, 2.0) == []          # intro: accompaniment only
+    assert time_map(COVER, FULL, 3.0) == [pytest.approx(0.5)]
+    assert time_map(COVER, FULL, 8.0) == []          # solo over phrase 1's chords: another line
+    assert time_map(COVER, FULL, 11.0) == [pytest.approx(4.5)]
+    assert time_map(COVER, FULL, 19.0) == []         # outro
+    assert time_map(FULL, COVER, 4.5) == [pytest.approx(11.0)]    # only the score segment of phrase 1
+    assert time_map(FULL, COVER, 11.0) == [pytest.approx(17.5)]
+    assert truth.score_position(COVER, 8.0) is None and truth.score_position(COVER, 11.0)[0] == 1
+    # the other direction across sources: the phrase mapping ignores inserted segments too
+    other = {**COVER, "utt": "w-v9", "source": "t.abc"}
+    assert time_map(FULL, other, 4.5) == [pytest.approx(11.0)]
+    with pytest.raises(NoTruth, match="segment_kinds"):
+        time_map(FULL, {**COVER, "segment_kinds": ["score"]}, 1.0)
+    # FULL -> COVER is t + 2.5 s in phrase 0 and t + 6.5 s after the solo: probes 2-10 s
+    assert truth.probe_agreement({"shift_s": 6.5, "scale": 1.0}, FULL, COVER, 4.0) == (4, 5)
+    assert score_alignment({"shift_s": 6.5, "scale": 1.0}, FULL, COVER, 4.0) is True
+    assert score_alignment({"shift_s": 2.5, "scale": 1.0}, FULL, COVER, 4.0) is False
+    assert score_alignment({"shift_s": 0.0, "scale": 1.0}, FULL, COVER, 4.0) is False  # "shift 0"
+
+
 def test_other_source_score_phrase_by_phrase():
     other = rec("w-v6", [0, 1, 2], [(0.0, 6.0), (6.0, 12.0), (12.0, 20.0)], 120.0, source="t.abc")
     # phrase 1, a quarter of the way in: quarter 7.5 of the other score
@@ -146,24 +176,38 @@ def _tune(n_measures: int = 16) -> Score:
     return Score("test:1", "tune", notes, ("melody",), tuple(4.0 * m for m in range(n_measures)))
 
 
-@pytest.mark.parametrize("seed", [0, 2, 3, 7, 10, 17])  # full, repeat, played twice or thrice, drop, cut
+@pytest.mark.parametrize("seed", range(8))
 def test_arranged_layout_places_every_melody_note(seed):
     """Every lead note of an arrangement sounds where the recorded layout puts its score
-    onset (within the 12 ms onset jitter), whatever the structure drawn."""
+    onset (within the 12 ms onset jitter), whatever the structure drawn; the lead plays
+    nothing in an intro or outro, and in a solo it plays material the truth maps nowhere."""
     score = _tune()
     rng = np.random.default_rng(seed)
     choice = arrange.work_choices(rng, 1)[0]
     perf, info = arrange.arrange(score, choice, rng, max_dur=40.0, min_dur=20.0)
     record = {**info, "utt": "t-v0", "song": "t", "source": "test:1", "dur_s": perf.duration}
-    assert len(info["layout"]) == len(info["phrases"].split())
+    assert len(info["layout"]) == len(info["phrases"].split()) == len(info["segment_kinds"])
     starts = [0.0, 16.0, 32.0, 48.0]  # the last phrase ends where the accompaniment's last note does
-    assert [a for a, _ in info["layout"]] == [starts[int(i)] for i in info["phrases"].split()]
+    for (a, b), i, kind in zip(info["layout"], info["phrases"].split(), info["segment_kinds"]):
+        if kind in ("score", "solo", "intro"):
+            assert a == starts[int(i)]
+        if kind == "outro":
+            assert b == pytest.approx(64.0)
     onsets = np.array(sorted({n.onset for n in score.notes}))
     spq = 60.0 / info["quarter_bpm"]
     lead = [n for n in perf.notes if n.channel == 0]
-    assert lead
+    assert lead and min(n.start for n in lead) >= info["lead_in_s"] - 0.0125
+    spans, cursor = [], info["lead_in_s"]
+    for (a, b), kind in zip(info["layout"], info["segment_kinds"]):
+        spans.append((cursor, cursor + (b - a) * spq, kind))
+        cursor += (b - a) * spq
     for n in lead:
+        kind = next((k for lo, hi, k in spans if lo - 0.0125 <= n.start < hi - 0.0125), None)
+        assert kind in ("score", "solo"), (n, kind)
         at = truth.score_position(record, n.start + 0.013)
+        if kind == "solo":
+            assert at is None
+            continue
         assert at is not None
         pos = at[1] - 0.013 / spq
         assert np.min(np.abs(onsets - pos)) * spq <= 0.0125, (n, at)

@@ -19,8 +19,8 @@ pytest.importorskip("tinysoundfont")
 
 import soundfile as sf  # noqa: E402
 
-from csi.demo import (DemoDependencyError, arrange, check_dependencies, corpus, effects, extract,  # noqa: E402
-                      render, synth)
+from csi.demo import (DemoDependencyError, arrange, check_dependencies, corpus, covers, effects,  # noqa: E402
+                      extract, generate, render, synth)
 from csi.demo.score import Note, Score, Timed, melody_intervals, similarity  # noqa: E402
 from csi.io.manifest import read_manifest  # noqa: E402
 from tools.make_synth_covers import main, parse_args  # noqa: E402
@@ -36,12 +36,12 @@ ARGS = ["--works", str(WORKS), "--max_dur_s", str(MAX_DUR), "--val_fraction", st
         "--max_versions", "3", "--no_progress"]
 
 
-def _generate(where: Path, seed: int, cache: Path, nj: int = 1) -> Path:
+def _generate(where: Path, seed: int, cache: Path, nj: int = 1, extra: tuple[str, ...] = ()) -> Path:
     where.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()
     os.chdir(where)
     try:
-        rc = main(["--out_dir", OUT, "--seed", str(seed), "--nj", str(nj), "--cache_dir", str(cache), *ARGS])
+        rc = main(["--out_dir", OUT, "--seed", str(seed), "--nj", str(nj), "--cache_dir", str(cache), *ARGS, *extra])
     finally:
         os.chdir(cwd)
     assert rc == 0
@@ -71,6 +71,11 @@ def run_c(tmp_path_factory, cache, run_a) -> Path:
 @pytest.fixture(scope="module")
 def run_d(tmp_path_factory, cache, run_a) -> Path:  # same seed, two worker processes
     return _generate(tmp_path_factory.mktemp("d"), 0, cache, nj=2)
+
+
+@pytest.fixture(scope="module")
+def run_g(tmp_path_factory, cache, run_a) -> Path:  # with generated works, no hard split
+    return _generate(tmp_path_factory.mktemp("g"), 0, cache, extra=("--generated_works", "4", "--no_hard_test"))
 
 
 def _records(out: Path) -> list[dict]:
@@ -137,14 +142,18 @@ def test_manifests_are_valid(run_a):
         assert 5.0 < rec["dur_s"] <= MAX_DUR
         for key in ("split", "pool", "title", "kind", "source", "transpose", "key", "tempo_bpm", "ensemble",
                     "programs", "lead_octave", "doubling", "structure", "phrases", "effects", "gain_db", "noise",
-                    "snr_db", "quarter_bpm", "layout"):
+                    "snr_db", "quarter_bpm", "layout", "segment_kinds", "lead_in_s"):
             assert key in rec
     meta = yaml.safe_load((run_a / "make_synth_covers.yaml").read_text())
     assert "music21" in meta["environment"]["packages"]
     summary = meta["summary"]
     assert summary["works"] == WORKS and sum(summary["works_by_kind"].values()) == WORKS
-    assert summary["works_by_split"] == {"train": 2, "val": 2, "test": 2}
-    assert sum(summary["tracks_by_split"].values()) == len(records) == summary["tracks"]
+    assert summary["works_by_split"] == {"train": 2, "val": 2, "test": 2, "test_hard": 2}
+    assert summary["cover_statistics"]["measured"]["test"] == covers.measure([r for r in records
+                                                                              if r["split"] == "test"])
+    assert summary["cover_statistics"]["drawn_from"] == covers.describe(covers.CoverStats())
+    hard = read_manifest(run_a / "test_hard.txt")
+    assert sum(summary["tracks_by_split"].values()) == len(records) + len(hard) == summary["tracks"]
 
 
 def test_versions_per_work(run_a, run_c):
@@ -164,29 +173,42 @@ def test_versions_differ(run_a):
     sums = _checksums(run_a)
     for song, recs in itertools.groupby(_records(run_a), key=lambda r: r["song"]):
         recs = list(recs)
-        assert len({r["transpose"] % 12 for r in recs}) == len(recs)
-        assert len({r["tempo_factor"] for r in recs}) == len(recs)
         assert len({sums[os.path.join("audio", song, r["version"] + ".flac")] for r in recs}) == len(recs)
+        assert recs[0]["transpose"] % 12 == 0  # the first version is the "original", in the score's key
+    hard = read_manifest(run_a / "test_hard.txt")  # the hard split: every version in another key
+    assert {r["split"] for r in hard} == {"test_hard"} and hard
+    assert {r["song"] for r in hard} == {r["song"] for r in _records(run_a) if r["split"] == "test"}
+    for song, recs in itertools.groupby(hard, key=lambda r: r["song"]):
+        recs = list(recs)
+        assert len({r["transpose"] % 12 for r in recs}) == len(recs)
+        assert all(r["version"].startswith("k") and r["pool"] == "heldout" for r in recs)
 
 
-def _lead(perf) -> list[int]:
+def _lead(perf) -> dict[float, int]:
     """The rendered melody: highest lead-channel pitch per onset (chords share an onset)."""
     best: dict[float, int] = {}
     for n in perf.notes:
         if n.channel == 0 and (n.start not in best or n.pitch > best[n.start]):
             best[n.start] = n.pitch
-    return [best[t] for t in sorted(best)]
+    return best
 
 
-def _expected_lead(rec: dict) -> list[int]:
-    """The source's melody laid out in the manifest's phrase order, transposed."""
+def _expected_lead(rec: dict) -> list[tuple[float, int]]:
+    """(time in s, pitch) of the source's melody notes in the score segments of the
+    manifest's layout, transposed: what the lead plays outside intros, solos and outros."""
     score = extract.load_score(rec["source"])
-    order = [int(i) for i in rec["phrases"].split()]
-    notes, _ = arrange.apply_structure([n for n in score.notes if n.part == 0], arrange.phrase_bounds(score), order)
+    spq = 60.0 / rec["quarter_bpm"]
     best: dict[float, int] = {}
-    for n in notes:
-        best[n.onset] = max(best.get(n.onset, 0), n.pitch)
-    return [best[t] + rec["transpose"] + 12 * rec["lead_octave"] for t in sorted(best)]
+    for n in score.notes:
+        if n.part == 0:
+            best[n.onset] = max(best.get(n.onset, 0), n.pitch)
+    out, cursor = [], 0.0
+    for (a, b), kind in zip(rec["layout"], rec["segment_kinds"]):
+        if kind == "score":
+            out += [(rec["lead_in_s"] + (cursor + t - a) * spq, best[t] + rec["transpose"] + 12 * rec["lead_octave"])
+                    for t in sorted(best) if a - 1e-6 <= t < b - 1e-6]
+        cursor += b - a
+    return [(t, p) for t, p in out if t < rec["dur_s"] - 0.5]
 
 
 def test_versions_share_the_melody(run_a, cache):
@@ -200,7 +222,14 @@ def test_versions_share_the_melody(run_a, cache):
             planned = (ver.source, ver.info["transpose"], ver.info["phrases"], ver.info["programs"], ver.info["layout"])
             assert planned == (rec["source"], rec["transpose"], rec["phrases"], rec["programs"], rec["layout"])
             got, want = _lead(ver.performance), _expected_lead(rec)
-            assert len(got) >= 8 and got == want[:len(got)]  # the tail may be cut at --max_dur_s
+            assert len(want) >= 8
+            for t, pitch in want:  # every score note of the melody sounds where the layout puts it
+                near = [p for s, p in got.items() if abs(s - t) <= 0.0125]
+                assert near == [pitch], (rec["utt"], t, pitch, near)
+            kinds = rec["segment_kinds"]
+            if kinds[0] == "intro":  # an intro is the accompaniment alone
+                intro_end = rec["lead_in_s"] + (rec["layout"][0][1] - rec["layout"][0][0]) * 60 / rec["quarter_bpm"]
+                assert not [s for s in got if s < intro_end - 0.0125]
         # different member scores of a work are variants of one tune (key-invariant)
         for a, b in itertools.combinations(sorted({v.source for v in versions}), 2):
             ia = melody_intervals(extract.load_score(a).melody())[:32]
@@ -513,3 +542,53 @@ def test_exclusive_members():
                     corpus.Candidate("folk", "c", "C", ("y", "w", "v"))]}
     out = corpus.exclusive(cat)
     assert [c.members for c in out["folk"]] == [("x", "y"), ("w", "v")]
+
+
+# ---------------------------------------------------------------- generated works, cover statistics
+
+def test_generated_works_are_train_works_fitted_on_train_works(run_g, run_a, cache, monkeypatch):
+    records = _records(run_g)
+    gen = [r for r in records if r["kind"] == generate.KIND]
+    assert {r["song"] for r in gen} == {generate.work_id(i) for i in range(4)}
+    assert all(r["split"] == "train" and r["pool"] == "train" and r["source"].startswith(f"generated/{r['song']}/")
+               for r in gen)
+    lo, hi = TRAIN_VERSIONS
+    for song, recs in itertools.groupby(gen, key=lambda r: r["song"]):
+        assert lo <= len(list(recs)) <= hi
+    # the music21 works are those of the corpus without generated works, rendered the same
+    plain = {r["utt"]: r for r in _records(run_a)}
+    assert all(plain[r["utt"]] == r for r in records if r["kind"] != generate.KIND)
+    assert not (run_g / "test_hard.txt").exists()
+    summary = yaml.safe_load((run_g / "make_synth_covers.yaml").read_text())["summary"]
+    assert summary["works_by_kind"][generate.KIND] == 4 and summary["works"] == WORKS + 4
+    # the melody model reads the member scores of train works and nothing else
+    read = []
+    real_fit = generate.fit
+    monkeypatch.setattr(generate, "fit", lambda specs, **kw: read.extend(specs) or real_fit(specs, **kw))
+    specs, _ = synth.choose_works(WORKS, 0, cache, **{f"{k}_fraction": v for k, v in FRACTIONS.items()})
+    synth.with_generated(specs, 2, 0)
+    assert read and {s.split for s in read} == {"train"}
+    assert {s.work_id for s in read} == {s.work_id for s in specs if s.split == "train"}
+
+
+def test_rendered_statistics_follow_the_config(run_a, run_c, run_g):
+    """Keys, tempi and structure of every rendered version, read back from the manifests,
+    against CoverStats (bounds of 4 binomial standard deviations: few versions)."""
+    stats = covers.CoverStats()
+    records = _records(run_a) + _records(run_c) + _records(run_g)
+    m = covers.measure(records)
+    later = m["versions"] - m["works"]
+
+    def near(share, p, n):
+        return abs(share - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-9
+
+    assert near(m["same_key_as_first"], stats.same_key_prob, later)
+    for edit in ("intro", "outro", "solo"):
+        assert near(m["edit_share"][edit], getattr(stats, f"{edit}_prob"), m["versions"]), edit
+    assert 0.5 * stats.tempo_log_sd < m["tempo_log_sd"] < 1.5 * stats.tempo_log_sd
+    for r in records:
+        assert stats.lead_in_s[0] <= r["lead_in_s"] <= stats.lead_in_s[1]
+        assert set(r["segment_kinds"]) <= set(covers.SEGMENT_KINDS) and "score" in r["segment_kinds"]
+        assert stats.tempo_range[0] <= r["tempo_factor"] <= stats.tempo_range[1]
+    hard = covers.measure(read_manifest(run_a / "test_hard.txt"))
+    assert hard["same_key_pairs"] == 0.0

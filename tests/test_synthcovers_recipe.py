@@ -14,7 +14,7 @@ RUN = str(REPO / "egs" / "synthcovers" / "run.sh")
 
 
 def test_demo_recipe_stages_0_2(tmp_path):
-    args = [RUN, "--stop_stage", "2", "--works", "10", "--nj", "2",
+    args = [RUN, "--stop_stage", "2", "--works", "10", "--generated_works", "3", "--nj", "2",
             "--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data")]
     r = run_bash(args)
     assert r.returncode == 0, r.stderr
@@ -26,7 +26,8 @@ def test_demo_recipe_stages_0_2(tmp_path):
     assert len(train) + len(val) + len(test) == len(corpus)
     works = [{r["song"] for r in subset} for subset in (train, val, test)]
     assert not (works[0] & works[1]) and not (works[0] & works[2]) and not (works[1] & works[2])
-    assert [len(w) for w in works] == [6, 2, 2]  # by hash of the work id, at least 2 a split
+    assert [len(w) for w in works] == [9, 2, 2]  # by hash of the work id, at least 2 a split; + 3 generated
+    assert sum(w.startswith("generated-") for w in works[0]) == 3
     assert {r["pool"] for r in train} == {"train"} and {r["pool"] for r in val + test} == {"heldout"}
     queries = read_manifest(tmp_path / "data" / "test" / "query.txt")
     refs = read_manifest(tmp_path / "data" / "test" / "ref.txt")
@@ -36,19 +37,21 @@ def test_demo_recipe_stages_0_2(tmp_path):
     assert len(train_full) == len(train)  # no offline tempo copies: training stretches online
     assert len(read_manifest(tmp_path / "data" / "test" / "full.txt")) == len(test)
     assert "no shared works or recordings" in r.stdout
+    hard = read_manifest(tmp_path / "data" / "test_hard" / "full.txt")  # the test works, every key distinct
+    assert {r["song"] for r in hard} == works[2] and {r["split"] for r in hard} == {"test_hard"}
 
     again = run_bash(args)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("already done") == 5
+    assert again.stderr.count("already done") == 6
 
     # stages 3-6 with a tiny model: train a few steps, align, fine-tune, evaluate both
     conf = yaml.safe_load((REPO / "conf" / "train" / "demo_quick.yaml").read_text())
     conf.update(max_steps=6, max_epochs=1, chunk_frame=[50], channels=[8, 8], time_pool=[2, 2], embed_dim=32,
-                batch_size=8, m_per_class=2)  # 6 training works
+                batch_size=8, m_per_class=2)  # 9 training works
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
     common = ["--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data"),
               "--exp", str(tmp_path / "exp"), "--train_config", str(tmp_path / "tiny.yaml")]
-    r = run_bash([RUN, "--stage", "3", "--works", "10", *common], timeout=600)
+    r = run_bash([RUN, "--stage", "3", "--works", "10", "--generated_works", "3", *common], timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "exp" / "pt_model" / "g_00000000").exists()  # max_steps stops inside epoch 0
     for n in (3, 4, 5, 6):
@@ -70,3 +73,5 @@ def test_demo_recipe_stages_0_2(tmp_path):
     table = (tmp_path / "exp" / "eval_test" / "metrics_table.txt").read_text()
     assert "chroma_mean" in table and "chance" in table
     assert (tmp_path / "exp" / "learning_curve.png").exists()
+    hard_metrics = json.loads((tmp_path / "exp" / "eval_test_hard" / "metrics.json").read_text())
+    assert hard_metrics["queries"] == len(hard) and "qmax" in hard_metrics["baselines"]

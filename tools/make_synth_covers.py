@@ -3,11 +3,16 @@
     python3 -m tools.make_synth_covers --out_dir DIR --works 400 --seed 0 [--nj 2]
     python3 -m tools.make_synth_covers --out_dir DIR --works all --seed 0 [--nj 2]
 
+    python3 -m tools.make_synth_covers --out_dir DIR --works 400 --generated_works 1600
+
 Writes DIR/audio/<work>/<version>.flac (mono 16-bit FLAC), DIR/dataset.txt, query.txt
 (first version of each work), ref.txt (the others) and make_synth_covers.yaml (settings
-used, environment, summary). Every record carries its work's "split" (train/val/test,
-from a hash of the work id); val and test works are rendered with instruments, effects
-and noises that no train work uses. Same arguments and seed give identical files. The
+used, environment, summary with the cover statistics drawn from and measured). Every
+record carries its work's "split" (train/val/test from a hash of the work id; generated
+works are train works; test_hard: the test works again, every version in another key);
+val and test works are rendered with instruments, effects and noises that no train work
+uses. Versions differ like covers (csi.demo.covers): key kept or moved, tempo, intros,
+outros, solos, repeated and dropped phrases, lead-in silence. Same arguments and seed give identical files. The
 old spellings ``--out`` and ``--max_dur`` still work, with a warning. Exit status 1 when
 the corpus cannot be made, 2 on a usage error.
 """
@@ -75,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="versions per train work (default 4-8; 2 <= MIN <= MAX <= 12)")
     p.add_argument("--min_versions", type=int, default=2, help="fewest versions per val/test work (>= 2)")
     p.add_argument("--max_versions", type=int, default=4, help="most versions per val/test work (<= 12)")
+    p.add_argument("--generated_works", type=int, default=0, metavar="N",
+                   help="also N generated train works: new tunes from a melody model fitted on the train "
+                        "works only (csi.demo.generate), to grow the training set past the music21 corpus")
+    p.add_argument("--no_hard_test", action="store_true",
+                   help="leave out the hard test split (the test works again, every version in a different "
+                        "key; split 'test_hard')")
     p.add_argument("--sr", type=int, default=16000,
                    help="sample rate in Hz (8000-48000; default 16000, the rate of the CQT features)")
     p.add_argument("--max_dur_s", type=float, default=60.0, help="longest version in seconds (>= 10)")
@@ -99,6 +110,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"need 2 <= MIN <= MAX <= 12 in --train_versions, got {lo}-{hi}")
     if args.val_fraction + args.test_fraction >= 1.0:
         parser.error(f"--val_fraction + --test_fraction must be < 1, got {args.val_fraction} + {args.test_fraction}")
+    if args.generated_works < 0:
+        parser.error(f"--generated_works must be >= 0, got {args.generated_works}")
     if not 8000 <= args.sr <= 48000:
         parser.error(f"--sr must be within 8000-48000, got {args.sr}")
     if not args.max_dur_s >= 10:
@@ -109,8 +122,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from csi.demo import DemoDependencyError
+    from csi.demo.generate import LeakageError
     from csi.demo.synth import NotEnoughWorks, SplitError
-    return run_tool_main("make_synth_covers", lambda: run(args), (DemoDependencyError, NotEnoughWorks, SplitError))
+    return run_tool_main("make_synth_covers", lambda: run(args),
+                         (DemoDependencyError, NotEnoughWorks, SplitError, LeakageError))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -124,7 +139,8 @@ def run(args: argparse.Namespace) -> None:
                                 min_versions=args.min_versions, max_versions=args.max_versions,
                                 sr=args.sr, max_dur=args.max_dur_s, cache_dir=args.cache_dir,
                                 progress=not args.no_progress, val_fraction=args.val_fraction,
-                                test_fraction=args.test_fraction, train_versions=args.train_versions)
+                                test_fraction=args.test_fraction, train_versions=args.train_versions,
+                                generated_works=args.generated_works, hard_test=not args.no_hard_test)
     elapsed = time.time() - start
     resolved = {k: v for k, v in vars(args).items() if k != "no_progress"}
     resolved["works"] = "all" if args.works is None else args.works

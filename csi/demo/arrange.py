@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import covers
+from .covers import CoverStats, Segment
 from .score import Note, Performance, Score, Timed, estimate_key, key_name
 
 # General MIDI programs (0-based) per role, by timbre pool: the programs of the train pool
@@ -88,8 +90,6 @@ GM_NAMES = (
 DOUBLING_PROB = 0.3
 LEAD_OCTAVE_PROB = 0.3
 PATTERNS = ("block", "pad", "arpeggio", "oompah", "alberti")
-TRANSPOSES = tuple(range(-5, 7))
-TEMPO_FACTORS = tuple(round(0.70 + 0.05 * i, 2) for i in range(15))  # 0.70 .. 1.40
 VELOCITY = {"lead": 100, "inner": 76, "bass": 84, "comp": 66, "double": 88}
 LEVEL_DB = {"lead": 0.0, "inner": -5.0, "bass": -6.0, "comp": -7.0, "double": -4.0}  # RMS relative to the melody
 
@@ -104,7 +104,7 @@ _CHORDS = {
 
 @dataclass(frozen=True)
 class VersionChoice:
-    """The choices that make versions of one work differ (drawn per work, all distinct)."""
+    """The choices that make versions of one work differ (drawn per work)."""
 
     transpose: int
     tempo_factor: float
@@ -113,14 +113,17 @@ class VersionChoice:
     pool: str = "train"
 
 
-def work_choices(rng: np.random.Generator, n_versions: int, pool: str = "train") -> list[VersionChoice]:
-    """Distinct transpositions and tempi for the versions of a work; ensembles of ``pool``
-    (and ``mixed``) and accompaniment patterns rotate through a shuffled list."""
-    transposes = rng.choice(TRANSPOSES, size=n_versions, replace=False)
-    tempi = rng.choice(TEMPO_FACTORS, size=n_versions, replace=False)
+def work_choices(rng: np.random.Generator, n_versions: int, pool: str = "train", stats: CoverStats | None = None,
+                 key_policy: str = "realistic") -> list[VersionChoice]:
+    """Transpositions (:func:`csi.demo.covers.draw_transposes` under ``key_policy``) and
+    tempi of the versions of a work; ensembles of ``pool`` (and ``mixed``) and
+    accompaniment patterns rotate through a shuffled list."""
+    stats = stats or CoverStats()
+    transposes = covers.draw_transposes(rng, n_versions, stats, key_policy)
+    tempi = [covers.draw_tempo(rng, stats) for _ in range(n_versions)]
     ensembles = [str(e) for e in rng.permutation(sorted(POOL_ENSEMBLES[pool]) + [MIXED])]
     patterns = [str(p) for p in rng.permutation(PATTERNS)]
-    return [VersionChoice(int(transposes[v]), float(tempi[v]), ensembles[v % len(ensembles)],
+    return [VersionChoice(transposes[v], tempi[v], ensembles[v % len(ensembles)],
                           patterns[v % len(patterns)], pool) for v in range(n_versions)]
 
 
@@ -252,19 +255,6 @@ def phrase_bounds(score: Score) -> list[tuple[float, float]]:
     return list(zip(edges, edges[1:]))
 
 
-def edit_structure(n_phrases: int, rng: np.random.Generator) -> tuple[str, list[int]]:
-    """("full"|"repeat"|"drop", phrase order): repeat one phrase or drop an inner one."""
-    order = list(range(n_phrases))
-    options = ["full", "repeat", "drop"] if n_phrases >= 3 else ["full", "repeat"] if n_phrases == 2 else ["full"]
-    edit = str(rng.choice(options))
-    if edit == "repeat":
-        i = int(rng.integers(n_phrases))
-        order.insert(i + 1, i)
-    elif edit == "drop":
-        order.pop(int(rng.integers(1, n_phrases - 1)))
-    return edit, order
-
-
 def base_tempo(score: Score, chorale: bool) -> float:
     """Quarter-note BPM of the plain performance: a chorale's marking if plausible, else
     80; for tunes, whose notation ranges from 1/4 to 1/32 units, a melody rate of 3.5
@@ -276,14 +266,52 @@ def base_tempo(score: Score, chorale: bool) -> float:
     return float(np.clip(60.0 * 3.5 / max(density, 0.1), 40.0, 480.0))
 
 
-def apply_structure(notes, phrases, order) -> tuple[list[Note], float]:
-    """Notes laid out phrase by phrase in ``order``; returns them and the total length."""
+def improvise(melody: list[Note], rng: np.random.Generator) -> list[Note]:
+    """A new line in the rhythm of ``melody``: a random walk (0-2 steps a note) over the
+    pitches the melody uses, so a solo sounds in the work's key but plays another tune."""
+    pitches = sorted({n.pitch for n in melody})
+    if not pitches:
+        return []
+    k = int(rng.integers(len(pitches)))
+    out = []
+    for n in melody:
+        k = int(np.clip(k + rng.choice([-2, -1, 1, 2, 0], p=[0.15, 0.3, 0.3, 0.15, 0.1]), 0, len(pitches) - 1))
+        out.append(Note(n.onset, n.dur, pitches[k], 0))
+    return out
+
+
+def lay_out(score: Score, segments: list[Segment], rng: np.random.Generator) -> tuple[list[Note], float]:
+    """Notes of ``segments`` laid out back to back (see :class:`csi.demo.covers.Segment`:
+    a score segment plays every part, an intro/outro the parts under the melody, a solo
+    those plus :func:`improvise`); returns them and the total length in quarters."""
     out, cursor = [], 0.0
-    for i in order:
-        a, b = phrases[i]
-        out += [Note(n.onset - a + cursor, n.dur, n.pitch, n.part) for n in notes if a - 1e-6 <= n.onset < b - 1e-6]
+    melody = score.melody()
+    for seg in segments:
+        a, b = seg.start, seg.end
+        inside = [n for n in score.notes if a - 1e-6 <= n.onset < b - 1e-6]
+        if seg.kind != "score":
+            inside = [n for n in inside if n.part != 0]
+        if seg.kind == "solo":
+            inside += improvise([n for n in melody if a - 1e-6 <= n.onset < b - 1e-6], rng)
+        out += [Note(n.onset - a + cursor, n.dur, n.pitch, n.part) for n in inside]
         cursor += b - a
     return out, cursor
+
+
+def fit_form(form: covers.Form, spq: float, min_dur: float, max_dur: float) -> tuple[list[Segment], int]:
+    """The segments to play: the body played again (up to 4 times) while the version is
+    shorter than ``min_dur`` s, then trailing segments dropped while it is longer than
+    ``max_dur`` less the lead-in and a 1.5 s release (one score segment always stays)."""
+    body, plays = list(form.body), 1
+    extra = sum(s.length for s in (form.intro, form.outro) if s)
+    while (sum(s.length for s in body) + extra) * spq < min_dur and plays < 4:
+        body += form.body
+        plays += 1
+    segs = ([form.intro] if form.intro else []) + body + ([form.outro] if form.outro else [])
+    budget = max_dur - 1.5 - form.lead_in_s
+    while sum(s.length for s in segs) * spq > budget and sum(s.kind == "score" for s in segs[:-1]) >= 1:
+        segs.pop()
+    return segs, plays
 
 
 # ---------------------------------------------------------------- instrumentation
@@ -320,8 +348,9 @@ def _doubling(lead: list[int], lead_octave: int, lead_program: int, pool: str,
 # ---------------------------------------------------------------- one version
 
 def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, chorale: bool = False,
-            max_dur: float = 90.0, min_dur: float = 20.0) -> tuple[Performance, dict]:
-    """The performance of one version and a description of it for the manifest."""
+            max_dur: float = 90.0, min_dur: float = 20.0, stats: CoverStats | None = None) -> tuple[Performance, dict]:
+    """The performance of one version and a description of it for the manifest; its
+    structure is drawn from ``stats`` (:func:`csi.demo.covers.draw_form`)."""
     tonic, mode = estimate_key(list(score.notes))
     roles = ["lead"] + ["inner"] * (score.n_parts - 2) + (["bass"] if chorale and score.n_parts > 1 else
                                                           ["inner"] if score.n_parts > 1 else [])
@@ -335,17 +364,10 @@ def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, ch
     spq = 60.0 / bpm
 
     phrases = phrase_bounds(score)
-    edit, order = edit_structure(len(phrases), rng)
-    length = sum(b - a for a, b in (phrases[i] for i in order))
-    base_order, plays = list(order), 1
-    while length * spq < min_dur and plays < 4:  # short tunes are played again
-        order += base_order
-        length += sum(b - a for a, b in (phrases[i] for i in base_order))
-        plays += 1
-    while length * spq > max_dur - 1.5 and len(order) > 1:
-        a, b = phrases[order.pop()]
-        length -= b - a
-    notes, length = apply_structure(score.notes, phrases, order)
+    form = covers.draw_form(phrases, list(score.measure_starts), rng, stats or CoverStats())
+    segments, plays = fit_form(form, spq, min_dur, max_dur)
+    notes, length = lay_out(score, segments, rng)
+    lead_in = form.lead_in_s
 
     shift = choice.transpose
     mel = [n.pitch for n in notes if n.part == 0] or [n.pitch for n in notes]
@@ -375,10 +397,10 @@ def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, ch
         at = (0 if role == "double" else n.part, round(n.onset, 6))  # a doubling plays with the lead
         if at not in jitter:
             jitter[at] = float(np.clip(rng.normal(0.0, 0.006), -0.012, 0.012))
-        start = max(0.0, n.onset * spq + jitter[at])
+        start = max(0.0, lead_in + n.onset * spq + jitter[at])
         vel = int(np.clip(VELOCITY[role] + rng.normal(0.0, 5.0), 20, 127))
         timed.append(Timed(round(start, 4), round(max(n.dur * spq, 0.03), 4), pitch, vel, channels[n.part]))
-    duration = min(length * spq + 1.5, max_dur)
+    duration = min(lead_in + length * spq + 1.5, max_dur)
     timed = [t for t in timed if t.start < duration - 0.5]
     levels = {c: round(LEVEL_DB[r] + float(rng.uniform(-2.0, 2.0)), 2) for c, r in zip(channels, parts)}
     all_programs = programs + ([doubling["program"]] if doubling else [])
@@ -396,16 +418,19 @@ def arrange(score: Score, choice: VersionChoice, rng: np.random.Generator, *, ch
         "lead_octave": lead_octave,
         "doubling": doubling and {**doubling, "instrument": GM_NAMES[doubling["program"]]},
         "accompaniment": pattern,
-        "structure": edit,
+        "structure": "+".join(form.edits) or "full",
         "plays": plays,
-        "phrases": " ".join(str(i) for i in order),
+        "phrases": " ".join(str(seg.phrase) for seg in segments),
         "n_phrases": len(phrases),
         # where the audio plays which part of the score (csi.demo.truth): a quarter lasts
-        # 60 / quarter_bpm s (tempo_bpm counts beats of beat_quarters), from the first sample
-        # on (no lead-in); the phrases of `phrases` are laid out back to back, each the
-        # [start, end] quarters of the source score, the audio stopping after dur_s
+        # 60 / quarter_bpm s (tempo_bpm counts beats of beat_quarters); after lead_in_s s of
+        # silence the segments are laid out back to back, each the [start, end] quarters of
+        # the source score it is made from, `segment_kinds` saying which play the work
+        # ("score") and which are inserted (intro, solo, outro); the audio stops after dur_s
         "quarter_bpm": bpm,
-        "layout": [[round(a, 6), round(b, 6)] for a, b in (phrases[i] for i in order)],
+        "lead_in_s": lead_in,
+        "layout": [[round(seg.start, 6), round(seg.end, 6)] for seg in segments],
+        "segment_kinds": [seg.kind for seg in segments],
         "levels_db": [levels[c] for c in channels],
     }
     return perf, info

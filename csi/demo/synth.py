@@ -6,12 +6,18 @@ Split: every work belongs to ``train``, ``val`` or ``test`` by a hash of its id
 Train works are rendered through the *train* timbre pool (instruments, effects, noises),
 val and test works through the *held-out* pool, which shares nothing with it: the test
 measures identification across timbres never seen in training, and val is the matched
-development set of that test.
+development set of that test. Two more kinds of work: generated train works
+(``generated_works``, :mod:`csi.demo.generate`, fitted on the train works only) and the
+hard test split ``test_hard``: the test works rendered again with every version in a
+different key (written to ``test_hard.txt``, beside ``dataset.txt``). How versions differ
+is drawn from :class:`csi.demo.covers.CoverStats`.
 
 Every random choice comes from ``np.random.default_rng([seed, ...])``: work selection from
 ``[seed, SELECT]``, a work's shared choices from ``[seed, h]`` and a version's from
 ``[seed, h, version]``, with ``h`` a hash of the work id, so the output does not depend on
-``nj`` or on caches, and a work is rendered the same whatever else was chosen.
+``nj`` or on caches, and a work is rendered the same whatever else was chosen (the hard
+split's renderings add the word ``HARD``; generated works depend on the train works they
+are fitted on).
 """
 from __future__ import annotations
 
@@ -21,18 +27,21 @@ import multiprocessing as mp
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from csi.io.manifest import query_ref_split, write_manifest
 
-from . import arrange, corpus, effects, extract, render
-from .score import Performance
+from . import arrange, corpus, covers, effects, extract, generate, render
+from .score import Performance, Score
 
 SELECT = 7  # second seed word of the work-selection generator
+HARD = 13  # seed word of the hard test split's renderings
 SPLITS = ("train", "val", "test")
+HARD_SPLIT = "test_hard"  # the test works again, every version in a different key
+ALL_SPLITS = (*SPLITS, HARD_SPLIT)
 FETCH_AHEAD = 16  # candidates validated together (in parallel) when selection needs one
 NOISE_PROB = 0.5
 
@@ -53,10 +62,17 @@ class WorkSpec:
     title: str
     members: tuple[str, ...]
     split: str = "train"
+    scores: tuple[Score, ...] = ()  # the member scores of a generated work (others are read from music21)
 
     @property
     def pool(self) -> str:
         return pool_of(self.split)
+
+    def score_of(self, source: str) -> Score:
+        for score in self.scores:
+            if score.source == source:
+                return score
+        return extract.load_score(source)
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,7 @@ class Settings:
     train_versions: tuple[int, int] = (4, 8)
     max_dur: float = 60.0
     min_dur: float = 20.0
+    stats: covers.CoverStats = field(default_factory=covers.CoverStats)
 
 
 def slug(text: str) -> str:
@@ -211,22 +228,24 @@ def n_versions_range(spec: WorkSpec, cfg: Settings) -> tuple[int, int]:
 
 def arrange_work(spec: WorkSpec, cfg: Settings) -> list[Version]:
     """The versions of ``spec``: how many, which member score each plays (in turn, so
-    members are reused when there are more versions), and their arrangements (distinct
-    keys and tempi drawn per work, the rest per version) through the split's pool."""
+    members are reused when there are more versions), and their arrangements (keys and
+    tempi drawn per work from ``cfg.stats``, every key distinct in the hard test split;
+    the rest per version) through the split's pool."""
     h = _work_seed(spec)
-    wrng = np.random.default_rng([cfg.seed, h])
+    hard = [HARD] if spec.split == HARD_SPLIT else []
+    wrng = np.random.default_rng([cfg.seed, h, *hard])
     lo, hi = n_versions_range(spec, cfg)
     n_versions = int(wrng.integers(lo, hi + 1))
     order = [int(i) for i in wrng.permutation(len(spec.members))]
-    choices = arrange.work_choices(wrng, n_versions, spec.pool)
+    choices = arrange.work_choices(wrng, n_versions, spec.pool, cfg.stats, "distinct" if hard else "realistic")
     versions = []
     for v in range(n_versions):
         source = spec.members[order[v % len(order)]]
-        vrng = np.random.default_rng([cfg.seed, h, v])
-        perf, info = arrange.arrange(extract.load_score(source), choices[v], vrng,
+        vrng = np.random.default_rng([cfg.seed, h, v, *hard])
+        perf, info = arrange.arrange(spec.score_of(source), choices[v], vrng,
                                      chorale=source.startswith("bach/"), max_dur=cfg.max_dur,
-                                     min_dur=cfg.min_dur)
-        versions.append(Version(f"v{v}", source, perf, info, vrng))
+                                     min_dur=cfg.min_dur, stats=cfg.stats)
+        versions.append(Version(f"{'k' if hard else 'v'}{v}", source, perf, info, vrng))
     return versions
 
 
@@ -299,13 +318,35 @@ def choose_works(works: int | None, seed: int, cache_dir: str | os.PathLike | No
     return specs, catalog
 
 
+def with_generated(specs: list[WorkSpec], n: int, seed: int) -> list[WorkSpec]:
+    """``specs`` plus ``n`` generated train works (:mod:`csi.demo.generate`), fitted on the
+    train works of ``specs`` only."""
+    if n <= 0:
+        return specs
+    model = generate.fit([s for s in specs if s.split == "train"])
+    extra = [WorkSpec(0, wid, generate.KIND, members[0].title, tuple(m.source for m in members), "train", members)
+             for wid, members in generate.generate_works(model, n, seed)]
+    return reindex(specs + extra)
+
+
+def with_hard_test(specs: list[WorkSpec]) -> list[WorkSpec]:
+    """``specs`` plus each test work again in the hard split (:data:`HARD_SPLIT`)."""
+    return reindex(specs + [replace(s, split=HARD_SPLIT) for s in specs if s.split == "test"])
+
+
+def reindex(specs: list[WorkSpec]) -> list[WorkSpec]:
+    return [replace(s, index=i) for i, s in enumerate(specs)]
+
+
 def make_synth_covers(out: str, works: int | None, seed: int, nj: int = 1, min_versions: int = 2,
                       max_versions: int = 4, sr: int = 16000, max_dur: float = 60.0,
                       cache_dir: str | None = None, progress: bool = True, val_fraction: float = 0.1,
-                      test_fraction: float = 0.2, train_versions: tuple[int, int] = (4, 8)) -> dict:
+                      test_fraction: float = 0.2, train_versions: tuple[int, int] = (4, 8),
+                      generated_works: int = 0, hard_test: bool = True) -> dict:
     """Build the corpus in ``out`` (see module doc); returns a summary dict. Raises
     NotEnoughWorks or SplitError (before rendering anything) when the works asked for
-    cannot be provided or split."""
+    cannot be provided or split, and generate.LeakageError when generated works cannot be
+    fitted on train works alone."""
     from tqdm import tqdm
 
     cfg = settings(out, seed, sr=sr, min_versions=min_versions, max_versions=max_versions, max_dur=max_dur,
@@ -321,6 +362,8 @@ def make_synth_covers(out: str, works: int | None, seed: int, nj: int = 1, min_v
         t0 = time.time()
         specs, catalog = choose_works(works, seed, cache, pool, val_fraction, test_fraction, progress)
         check_splits(specs, val_fraction, test_fraction, f"--works {works if works is not None else 'all'}")
+        specs = with_generated(specs, generated_works, seed)
+        specs = with_hard_test(specs) if hard_test else specs
         timing["select_s"] = round(time.time() - t0, 1)
         t0 = time.time()
         if pool is None:
@@ -340,14 +383,18 @@ def make_synth_covers(out: str, works: int | None, seed: int, nj: int = 1, min_v
         if pool is not None:
             pool.close()
             pool.join()
-    write_manifest(os.path.join(out, "dataset.txt"), records)
-    queries, refs = query_ref_split(records)
+    main = [r for r in records if r["split"] != HARD_SPLIT]
+    write_manifest(os.path.join(out, "dataset.txt"), main)
+    if len(main) < len(records):  # its works are the test works: a manifest of its own
+        write_manifest(os.path.join(out, f"{HARD_SPLIT}.txt"), [r for r in records if r["split"] == HARD_SPLIT])
+    queries, refs = query_ref_split(main)
     write_manifest(os.path.join(out, "query.txt"), queries)
     write_manifest(os.path.join(out, "ref.txt"), refs)
-    return summarize(specs, records, catalog, cache, timing)
+    return summarize(specs, records, catalog, cache, timing, cfg.stats)
 
 
-def summarize(specs: list[WorkSpec], records: list[dict], catalog: dict, cache: Path, timing: dict) -> dict:
+def summarize(specs: list[WorkSpec], records: list[dict], catalog: dict, cache: Path, timing: dict,
+              stats: covers.CoverStats) -> dict:
     def count(items, key) -> dict[str, int]:
         out: dict[str, int] = {}
         for item in items:
@@ -357,13 +404,18 @@ def summarize(specs: list[WorkSpec], records: list[dict], catalog: dict, cache: 
     minutes: dict[str, float] = {}
     for r in records:
         minutes[r["split"]] = minutes.get(r["split"], 0.0) + r["dur_s"] / 60
+    distinct = [w for w in specs if w.split != HARD_SPLIT]
     return {
-        "works": len(specs), "tracks": len(records),
-        "works_by_kind": count(specs, lambda s: s.kind),
-        "works_by_split": {s: n for s, n in ((s, sum(w.split == s for w in specs)) for s in SPLITS) if n},
+        "works": len(distinct), "tracks": len(records),
+        "works_by_kind": count(distinct, lambda s: s.kind),
+        "works_by_split": {s: n for s, n in ((s, sum(w.split == s for w in specs)) for s in ALL_SPLITS) if n},
         "works_by_split_and_kind": {s: count([w for w in specs if w.split == s], lambda w: w.kind)
-                                    for s in SPLITS if any(w.split == s for w in specs)},
-        "tracks_by_split": {s: n for s, n in ((s, sum(r["split"] == s for r in records)) for s in SPLITS) if n},
+                                    for s in ALL_SPLITS if any(w.split == s for w in specs)},
+        "tracks_by_split": {s: n for s, n in ((s, sum(r["split"] == s for r in records)) for s in ALL_SPLITS)
+                            if n},
+        "cover_statistics": {"drawn_from": covers.describe(stats),
+                             "measured": {s: covers.measure([r for r in records if r["split"] == s])
+                                          for s in ALL_SPLITS if any(r["split"] == s for r in records)}},
         "audio_minutes": round(sum(r["dur_s"] for r in records) / 60, 2),
         "audio_minutes_by_split": {s: round(m, 2) for s, m in minutes.items()},
         "candidates": {k: len(v) for k, v in catalog.items()}, "cache_dir": str(cache),

@@ -3,14 +3,17 @@ scoring of predicted alignments (issue 10) against it.
 
 Every manifest record of :mod:`csi.demo.synth` says where its audio plays which part of
 its source score (:func:`csi.demo.arrange.arrange`): ``layout`` lists the ``[start, end]``
-quarter positions in the source score of each phrase played, in playing order (repeats,
-drops and extra plays included), ``phrases`` their phrase indices, and ``quarter_bpm`` the
-rendering tempo. The phrases are played back to back from the audio's first sample (no
-lead-in; notes move by at most 12 ms of onset jitter; ``lead_in_s`` is honoured when a
-record has one), so the audio at ``t`` seconds plays score position
-``start_j + t / spq - cursor_j`` of the layout entry ``j`` whose span of playing time
-``[cursor_j, cursor_j + end_j - start_j)`` (quarters) holds ``t / spq``, with
-``spq = 60 / quarter_bpm``; the audio stops after ``dur_s`` seconds.
+quarter positions in the source score of each segment played, in playing order (repeats,
+drops, extra plays and inserted material included), ``phrases`` the phrase each is made
+from, ``segment_kinds`` whether it plays the work (``score``) or is inserted material
+(``intro``/``outro``: the accompaniment alone, ``solo``: the accompaniment under a new
+line), and ``quarter_bpm`` the rendering tempo. After ``lead_in_s`` seconds of silence the
+segments are played back to back (notes move by at most 12 ms of onset jitter), so the
+audio at ``t`` seconds plays score position ``start_j + (t - lead_in_s) / spq - cursor_j``
+of the layout entry ``j`` whose span of playing time ``[cursor_j, cursor_j + end_j -
+start_j)`` (quarters) holds ``(t - lead_in_s) / spq``, with ``spq = 60 / quarter_bpm``,
+when that entry is a ``score`` segment; inserted material corresponds to nothing in
+another version. The audio stops after ``dur_s`` seconds.
 
 The feature stage's tempo copies (utt ``sp_<k>-<utt>``, ``aug: {"tempo": k}``) play the
 source recording k times faster: time in the copy = source time / k.
@@ -76,18 +79,24 @@ def seconds_per_quarter(rec: Record) -> float:
     raise NoTruth(f"{rec.get('utt')}: no quarter_bpm or tempo_bpm")
 
 
-def segments(rec: Record) -> list[tuple[int, float, float, float]]:
-    """``(phrase index, score start, score end, cursor)`` per played phrase, in playing
-    order, the cursor being where it starts in playing time (quarters from the first sample)."""
+def segments(rec: Record) -> list[tuple[int, float, float, float, str]]:
+    """``(phrase index, score start, score end, cursor, kind)`` per played segment, in
+    playing order, the cursor being where it starts in playing time (quarters after the
+    lead-in); ``kind`` is ``score`` for a segment that plays the work, else what was
+    inserted (``intro``, ``solo``, ``outro``: no correspondence anywhere). Records without
+    ``segment_kinds`` play the score throughout."""
     layout = rec.get("layout")
     if not layout:
         raise NoTruth(f"{rec.get('utt')}: the record has no layout (made before csi.demo recorded it)")
     order = [int(i) for i in str(rec.get("phrases", "")).split()]
     if len(order) != len(layout):
         order = [-1] * len(layout)  # phrase indices unknown: same-source mapping only
+    kinds = rec.get("segment_kinds") or ["score"] * len(layout)
+    if len(kinds) != len(layout):
+        raise NoTruth(f"{rec.get('utt')}: segment_kinds has {len(kinds)} entries for {len(layout)} layout entries")
     out, cursor = [], 0.0
-    for i, (a, b) in zip(order, layout):
-        out.append((i, float(a), float(b), cursor))
+    for i, (a, b), kind in zip(order, layout, kinds):
+        out.append((i, float(a), float(b), cursor, str(kind)))
         cursor += float(b) - float(a)
     return out
 
@@ -103,16 +112,16 @@ def duration(rec: Record) -> float:
 
 def score_position(rec: Record, t: float) -> tuple[int, float, float, float] | None:
     """What the recording plays at ``t`` seconds (its own time): ``(phrase index, score
-    position, phrase score start, phrase score end)``; None in the lead-in, after the
-    last phrase or past the end of the audio."""
+    position, phrase score start, phrase score end)``; None in the lead-in, in inserted
+    material (intro, solo, outro), after the last segment or past the end of the audio."""
     if t < 0 or t > duration(rec):
         return None
     q = (t * speed(rec) - float(rec.get("lead_in_s") or 0.0)) / seconds_per_quarter(rec)
     if q < 0:
         return None
-    for i, a, b, cursor in segments(rec):
+    for i, a, b, cursor, kind in segments(rec):
         if cursor <= q < cursor + (b - a):
-            return i, a + (q - cursor), a, b
+            return (i, a + (q - cursor), a, b) if kind == "score" else None
     return None
 
 
@@ -122,8 +131,8 @@ def times_of(rec: Record, phrase: int | None, pos: float) -> list[float]:
     spq, k, lead = seconds_per_quarter(rec), speed(rec), float(rec.get("lead_in_s") or 0.0)
     end = duration(rec)
     out = []
-    for i, a, b, cursor in segments(rec):
-        if (phrase is None or i == phrase) and a <= pos < b:
+    for i, a, b, cursor, kind in segments(rec):
+        if kind == "score" and (phrase is None or i == phrase) and a <= pos < b:
             t = ((cursor + pos - a) * spq + lead) / k
             if t <= end:
                 out.append(t)
@@ -159,8 +168,8 @@ def check_pair(rec_a: Record, rec_b: Record, cross_source: str = "phrase") -> No
 
 
 def _phrase_span(rec: Record, phrase: int) -> tuple[float, float] | None:
-    for i, a, b, _ in segments(rec):
-        if i == phrase:
+    for i, a, b, _, kind in segments(rec):
+        if kind == "score" and i == phrase:
             return a, b
     return None
 

@@ -14,10 +14,12 @@ stage=0
 stop_stage=6
 size=quick        # quick | full: corpus size and training config (conf/train/demo_<size>.yaml)
 works=""          # number of works (or "all"); empty: 400 for quick, all for full
+generated_works=1800  # generated train works (new tunes from a melody model fitted on the train
+                      # works only): the training set grows past the music21 corpus
 seed=0            # corpus seed (renderings; the split does not depend on it)
 val_fraction=0.1  # share of the works for validation (dev MAP, early stopping, g_best)
 test_fraction=0.2 # share of the works held out for testing
-corpus_dir=""     # empty: $recipe/downloads/synthcovers_w<works>_s<seed>
+corpus_dir=""     # empty: $recipe/downloads/synthcovers_w<works>_g<generated_works>_s<seed>
 data=""           # empty: $recipe/data/<corpus directory name> (one per corpus: sizes do not clobber each other)
 nj=2
 train_features=$CSI_ROOT/conf/features/test.yaml  # no offline augmentation: the corpus varies the
@@ -30,7 +32,7 @@ align_hop_s=1.25
 fine_epochs=12    # stage 5: training epochs from the coarse model (~4 min on 2 cores), and its learning rate
 fine_lr=0.0005
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_epochs N] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--generated_works N] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_epochs N] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
 
 case $size in
@@ -40,26 +42,29 @@ case $size in
 esac
 [ -n "$train_config" ] || train_config=$CSI_ROOT/conf/train/demo_$size.yaml
 [ -n "$exp" ] || exp=$recipe/exp/demo_$size
-[ -n "$corpus_dir" ] || corpus_dir=$recipe/downloads/synthcovers_w${works}_s${seed}
+[ -n "$corpus_dir" ] || corpus_dir=$recipe/downloads/synthcovers_w${works}_g${generated_works}_s${seed}
 [ -n "$data" ] || data=$recipe/data/$(basename "$corpus_dir")
 csi_activate
 
 if stage_begin 0 "render the demo corpus"; then
-  signature="works=$works seed=$seed val=$val_fraction test=$test_fraction"
+  signature="works=$works generated=$generated_works seed=$seed val=$val_fraction test=$test_fraction"
   if ! already_done "$corpus_dir/.stage0.done" "$signature"; then
-    run_tool make_synth_covers --out_dir "$corpus_dir" --works "$works" --seed "$seed" --nj "$nj" \
-      --val_fraction "$val_fraction" --test_fraction "$test_fraction"
+    run_tool make_synth_covers --out_dir "$corpus_dir" --works "$works" --generated_works "$generated_works" \
+      --seed "$seed" --nj "$nj" --val_fraction "$val_fraction" --test_fraction "$test_fraction"
     mark_done "$corpus_dir/.stage0.done" "$signature"
   fi
   stage_end
 fi
 
-if stage_begin 1 "JSONL manifests, the corpus's train/val/test split"; then
+if stage_begin 1 "JSONL manifests, the corpus's train/val/test split and the hard test split"; then
   [ -s "$corpus_dir/dataset.txt" ] || die "$corpus_dir/dataset.txt is missing: run stage 0 first"
-  signature="$corpus_dir $(cksum < "$corpus_dir/dataset.txt")"
+  [ -s "$corpus_dir/test_hard.txt" ] || die "$corpus_dir/test_hard.txt is missing: run stage 0 again"
+  signature="$corpus_dir $(cat "$corpus_dir/dataset.txt" "$corpus_dir/test_hard.txt" | cksum)"
   if ! already_done "$data/.stage1.done" "$signature"; then
     run_tool split_manifest "$corpus_dir/dataset.txt" --out_dir "$data" --by_field split --subsets train val test \
       --query_ref test
+    mkdir -p "$data/test_hard"  # the test works again, every version in another key
+    cp "$corpus_dir/test_hard.txt" "$data/test_hard/.dataset.txt.tmp" && mv "$data/test_hard/.dataset.txt.tmp" "$data/test_hard/dataset.txt"
     mark_done "$data/.stage1.done" "$signature"
   fi
   stage_end
@@ -67,6 +72,8 @@ fi
 
 if stage_begin 2 "CQT features"; then
   split_features "$data" "$train_features" "$test_features" "$nj"
+  features_stage "$data/test_hard" "$test_features" "$nj"
+  run_tool check_leakage "$data/train/full.txt" "$data/val/full.txt" "$data/test_hard/full.txt"
   stage_end
 fi
 
@@ -97,9 +104,11 @@ fi
 if stage_begin 6 "test-set evaluation"; then
   # all-vs-all on the held-out works and timbres: every test recording queries the others
   eval_stage "$exp" "$data/test/full.txt" "$data/test/full.txt" "$exp/eval_test" --plot
+  eval_stage "$exp" "$data/test_hard/full.txt" "$data/test_hard/full.txt" "$exp/eval_test_hard"
   run_tool plot_learning_curve "$exp" --references "$exp/eval_test/metrics.json" --out "$exp/learning_curve.png"
   if [ -d "${exp}_fine/pt_model" ]; then
     eval_stage "${exp}_fine" "$data/test/full.txt" "$data/test/full.txt" "${exp}_fine/eval_test"
+    eval_stage "${exp}_fine" "$data/test_hard/full.txt" "$data/test_hard/full.txt" "${exp}_fine/eval_test_hard"
     compare_stage "${exp}_fine" "coarse=$exp/eval_test/metrics.json" "fine=${exp}_fine/eval_test/metrics.json"
   fi
   stage_end
