@@ -29,10 +29,10 @@ train_config=""   # empty: conf/train/demo_<size>.yaml
 exp=""            # empty: $recipe/exp/demo_<size>
 align_chunk_s=15  # stage 4: chunk length and hop of the alignment (seconds)
 align_hop_s=1.25
-fine_epochs=12    # stage 5: training epochs from the coarse model (~4 min on 2 cores), and its learning rate
+fine_steps=600    # stage 5: optimizer steps from the coarse model (~5 min on 2 cores), and its learning rate
 fine_lr=0.0005
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--generated_works N] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_epochs N] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--generated_works N] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_steps N] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
 . "$CSI_ROOT/utils/parse_options.sh"
 
 case $size in
@@ -97,7 +97,7 @@ fi
 
 if stage_begin 5 "fine training"; then
   fine_stage "${exp}_fine" "$train_config" "$exp" "$exp/align/train.jsonl" "${dev_sets[@]}" \
-    --set "max_epochs=$fine_epochs" --set "learning_rate=$fine_lr"
+    --set "max_steps=$fine_steps" --set "max_epochs=1000" --set "learning_rate=$fine_lr"
   stage_end
 fi
 

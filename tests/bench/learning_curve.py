@@ -12,7 +12,8 @@ machine's load does not change it) into
 ``OUT_DIR/works<N>_seed<S>``; the checkpoint with the best val MAP (``g_best``) is
 evaluated on the test works (all-vs-all, the one embedding path of stage 6). Writes
 ``OUT_DIR/map_vs_works.png`` and prints one JSON line: per point the number of works and
-test MAP, the mean and spread over seeds, and the baselines' and chance's test MAP.
+test MAP, the mean and spread over seeds, and the baselines' and chance's test MAP (the
+same on DATA_DIR/test_hard, the hard every-key-distinct split, when there is one).
 Runs one training at a time (two at once on 2 cores collapse throughput).
 """
 from __future__ import annotations
@@ -36,8 +37,14 @@ def subset_manifest(records: list[dict], fraction: float, seed: int) -> list[dic
     return [r for r in records if r["song"] in keep]
 
 
-def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: int, steps: int) -> float:
-    """Train one point (resumes if interrupted) and return the test MAP of g_best."""
+def test_sets(data: Path) -> dict[str, list[dict]]:
+    """The test split, and the hard test split when DATA_DIR has one (test_hard/full.txt)."""
+    names = ["test"] + (["test_hard"] if (data / "test_hard" / "full.txt").exists() else [])
+    return {name: read_manifest(data / name / "full.txt") for name in names}
+
+
+def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: int, steps: int) -> dict[str, float]:
+    """Train one point (resumes if interrupted) and return g_best's MAP per test set."""
     from csi.embed import open_model
     from csi.eval.dev_map import evaluate_map
     from tools import train as train_tool
@@ -53,8 +60,8 @@ def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: in
             raise RuntimeError(f"training failed in {exp}")
         (exp / "done").touch()
     loaded = open_model(exp, "g_best")
-    test = read_manifest(data / "test" / "full.txt")
-    return evaluate_map(loaded.model, test, test, loaded.card.chunking(), loaded.reader())
+    return {name: evaluate_map(loaded.model, test, test, loaded.card.chunking(), loaded.reader())
+            for name, test in test_sets(data).items()}
 
 
 def plot(points: list[dict], refs: dict[str, float], path: Path) -> None:
@@ -92,7 +99,7 @@ def main() -> None:
 
     config = yaml.safe_load(args.config.read_text())
     records = read_manifest(args.data_dir / "train" / "full.txt")
-    test = read_manifest(args.data_dir / "test" / "full.txt")
+    tests = test_sets(args.data_dir)
     fractions = [float(f) for f in args.fractions.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     points = []
@@ -101,13 +108,24 @@ def main() -> None:
         n_works = len({r["song"] for r in train})
         maps = [train_point(config, train, args.data_dir, args.out_dir / f"works{n_works}_seed{seed}", seed,
                             args.steps) for seed in seeds]
-        points.append({"works": n_works, "tracks": len(train), "test_map": [round(m, 4) for m in maps],
-                       "map_mean": round(float(np.mean(maps)), 4), "map_std": round(float(np.std(maps)), 4)})
-    baselines = evaluate_baselines(test, test, "all")
-    refs = {name: round(float(m["MAP"]), 4) for name, m in baselines.items()}
+        point = {"works": n_works, "tracks": len(train), "test_map": [round(m["test"], 4) for m in maps],
+                 "map_mean": round(float(np.mean([m["test"] for m in maps])), 4),
+                 "map_std": round(float(np.std([m["test"] for m in maps])), 4)}
+        if "test_hard" in tests:
+            hard = [m["test_hard"] for m in maps]
+            point.update(test_hard_map=[round(m, 4) for m in hard], hard_map_mean=round(float(np.mean(hard)), 4),
+                         hard_map_std=round(float(np.std(hard)), 4))
+        points.append(point)
+    refs, hard_refs = {}, {}
+    for name, test in tests.items():
+        baselines = evaluate_baselines(test, test, "all")
+        (refs if name == "test" else hard_refs).update(
+            {b: round(float(m["MAP"]), 4) for b, m in baselines.items()})
+    test = tests["test"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     plot(points, refs, args.out_dir / "map_vs_works.png")
-    print(json.dumps({"points": points, "baselines": refs, "steps_per_point": args.steps,
+    print(json.dumps({"points": points, "baselines": refs, **({"baselines_test_hard": hard_refs} if hard_refs else {}),
+                      "steps_per_point": args.steps,
                       "config": str(args.config), "test_works": len({r["song"] for r in test}),
                       "test_tracks": len(test), "plot": str(args.out_dir / "map_vs_works.png")}))
 
