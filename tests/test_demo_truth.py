@@ -166,6 +166,9 @@ def test_accuracy_table_and_bench(tmp_path, capsys):
     assert bench.main(["--alignments", str(align), "--manifest", str(manifest), "--chunk_s", "4"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["overall_share"] == 0.5 and out["pairs_scored"] == 4 and out["pairs_not_scorable"] == 2
+    # "shift 0" on the same pairs: right for FULL/DROP (within 2 s at every probe) and FULL/FULL,
+    # wrong for DROP against FULL played 0.8x as fast
+    assert out["shift0_share"] == 0.75
     assert out["alignments"] == 6 and out["bucket_counts"]["0.75-1.01"] == 2
 
 

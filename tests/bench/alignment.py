@@ -10,6 +10,7 @@ whose records carry ``layout``) give the truth (:mod:`csi.demo.truth`); a tempo 
 ``sp_<k>-<utt>`` missing from them is derived from ``<utt>``. A pair is right when the map
 is within ``tol_s`` of the true time for at least half of the chunk centres of a (every
 ``chunk_s / 2`` s) that b plays. Prints one JSON line: ``overall_share`` (right / scored),
+``shift0_share`` (the same pairs scored for ``t_b = t_a``, the reference to beat),
 ``pairs_scored``, ``pairs_not_scorable`` (no truth: different works, scores that cannot be
 matched, no probe played in b; unknown utts; no prediction), the shares by confidence
 bucket and by same / different source score, and the counts behind them.
@@ -40,12 +41,20 @@ def read_alignments(path: str) -> list[dict]:
     return out
 
 
+def shift_zero(alignments: list[dict]) -> list[dict]:
+    """The same pairs with the map ``t_b = t_a`` ("shift 0": the versions assumed to start
+    together and keep time), the reference an alignment has to beat."""
+    return [{**al, "shift_s": 0.0, "scale": 1.0} for al in alignments if al.get("shift_s") is not None]
+
+
 def figures(alignments: list[dict], records_by_utt: dict, chunk_s: float, tol_s: float,
             cross_source: str = "phrase") -> dict:
     table = accuracy_table(alignments, records_by_utt, chunk_s, tol_s, cross_source=cross_source)
+    zero = accuracy_table(shift_zero(alignments), records_by_utt, chunk_s, tol_s, cross_source=cross_source)
     not_scored = table["not_scored"]
     return {
         "overall_share": table["overall"]["share"],
+        "shift0_share": zero["overall"]["share"],
         "pairs_scored": table["overall"]["scored"],
         "pairs_right": table["overall"]["ok"],
         "pairs_not_scorable": not_scored["no_truth"] + not_scored["unknown_utt"] + not_scored["no_prediction"],
