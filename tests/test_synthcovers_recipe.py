@@ -51,7 +51,8 @@ def test_demo_recipe_stages_0_2(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))
     common = ["--corpus_dir", str(tmp_path / "corpus"), "--data", str(tmp_path / "data"),
               "--exp", str(tmp_path / "exp"), "--train_config", str(tmp_path / "tiny.yaml")]
-    r = run_bash([RUN, "--stage", "3", "--works", "10", "--generated_works", "3", *common], timeout=600)
+    r = run_bash([RUN, "--stage", "3", "--works", "10", "--generated_works", "3", "--fine_steps", "6", *common],
+                 timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "exp" / "pt_model" / "g_00000000").exists()  # max_steps stops inside epoch 0
     for n in (3, 4, 5, 6):
