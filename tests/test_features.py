@@ -205,11 +205,12 @@ def test_resume_after_kill_recomputes_only_missing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "tools.extract_csi_features", str(data), "--no_progress"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and len(list((data / "cqt_feat").glob("*/*.npy"))) < 3:
+    # a feature counts once its source is recorded (the .src is written after the .npy)
+    while time.time() < deadline and len(list((data / "cqt_feat").glob("*/*.src"))) < 3:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(list((data / "cqt_feat").glob("*/*.src")))  # a feature counts once its source is recorded
+    done_before = len(list((data / "cqt_feat").glob("*/*.src")))
     assert done_before >= 3
     r = extract(data)
     assert r.returncode == 0, r.stderr
