@@ -2,7 +2,7 @@
 monophonic tunes, an accompaniment. Pure functions of the score and a numpy Generator."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -307,7 +307,7 @@ def fit_form(form: covers.Form, spq: float, min_dur: float, max_dur: float) -> t
     while (sum(s.length for s in body) + extra) * spq < min_dur and plays < 4:
         body += form.body
         plays += 1
-    segs = ([form.intro] if form.intro else []) + body + ([form.outro] if form.outro else [])
+    segs = replace(form, body=tuple(body)).segments()
     budget = max_dur - 1.5 - form.lead_in_s
     while sum(s.length for s in segs) * spq > budget and sum(s.kind == "score" for s in segs[:-1]) >= 1:
         segs.pop()
