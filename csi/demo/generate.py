@@ -125,8 +125,8 @@ def _variant(notes: list[Note], tonic: int, mode: str, rng: np.random.Generator)
     return out
 
 
-def generate_work(model: MelodyModel, work_id: str, rng: np.random.Generator) -> tuple[Score, ...]:
-    """The member scores of one generated work (one, or two with a variant)."""
+def generate_work(model: MelodyModel, name: str, rng: np.random.Generator) -> tuple[Score, ...]:
+    """The member scores of generated work ``name`` (one, or two with a variant)."""
     template = model.templates[int(rng.integers(len(model.templates)))]
     _, mode = estimate_key(list(template.notes))
     tonic = int(rng.integers(12))
@@ -142,13 +142,14 @@ def generate_work(model: MelodyModel, work_id: str, rng: np.random.Generator) ->
                 pitches[kj] = pitches[k0]
     notes = [Note(n.onset, n.dur, p, 0) for n, p in zip(melody, pitches)]
     members = [notes] + ([_variant(notes, tonic, mode, rng)] if rng.random() < VARIANT_PROB else [])
-    return tuple(Score(source=f"{KIND}/{work_id}/m{m}", title=f"generated tune {work_id}", notes=tuple(ns),
+    return tuple(Score(source=f"{KIND}/{name}/m{m}", title=f"generated tune {name}", notes=tuple(ns),
                        part_names=("melody",), measure_starts=template.measure_starts,
                        phrase_ends=template.phrase_ends, beat=template.beat, tempo_bpm=None)
                  for m, ns in enumerate(members))
 
 
 def work_id(i: int) -> str:
+    """The id of generated work ``i``."""
     return f"{KIND}-{i:05d}"
 
 
