@@ -186,7 +186,7 @@ def test_an_epoch_budget_gives_the_same_weights_twice(tmp_path):
 
 
 def test_demo_configs_budget_epochs_not_minutes():
-    for name in ("demo_quick", "demo_full", "demo_coverhunter", "bytecover_small", "demo_segments"):
+    for name in ("demo_quick", "demo_many_works", "demo_full", "demo_coverhunter", "bytecover_small", "demo_segments"):
         cfg = yaml.safe_load((REPO / "conf" / "train" / f"{name}.yaml").read_text())
         assert cfg.get("max_steps") or cfg["max_epochs"] <= 60, name
         assert cfg.get("max_minutes") is None or cfg["max_minutes"] >= 60, name     # only a guard
