@@ -64,17 +64,18 @@ def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: in
             for name, test in test_sets(data).items()}
 
 
-def baseline_maps(manifest: Path, out_dir: Path) -> dict[str, float]:
-    """Test MAP of chance and every non-learned baseline on ``manifest`` all-vs-all, cached in
-    OUT_DIR under the manifest's SHA-256 (Qmax takes minutes; a changed manifest recomputes)."""
+def baseline_maps(manifest: Path, records: list[dict], out_dir: Path) -> dict[str, float]:
+    """Test MAP of chance and every non-learned baseline on ``records`` (read from
+    ``manifest``) all-vs-all, cached in OUT_DIR under the manifest's SHA-256 (Qmax takes
+    minutes; a changed manifest recomputes)."""
     from csi.eval.baselines import evaluate_baselines
     from csi.utils import file_sha256
 
     cache = out_dir / f"baselines_{manifest.parent.name}.json"
     digest = file_sha256(manifest)
-    if cache.exists() and json.loads(cache.read_text()).get("sha256") == digest:
-        return json.loads(cache.read_text())["MAP"]
-    records = read_manifest(manifest)
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
+    if cached.get("sha256") == digest:
+        return cached["MAP"]
     maps = {b: round(float(m["MAP"]), 4) for b, m in evaluate_baselines(records, records, "all").items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
@@ -134,8 +135,9 @@ def main() -> None:
                          hard_map_std=round(float(np.std(hard)), 4))
         points.append(point)
     refs, hard_refs = {}, {}
-    for name in tests:
-        (refs if name == "test" else hard_refs).update(baseline_maps(args.data_dir / name / "full.txt", args.out_dir))
+    for name, test in tests.items():
+        (refs if name == "test" else hard_refs).update(
+            baseline_maps(args.data_dir / name / "full.txt", test, args.out_dir))
     test = tests["test"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     plot(points, refs, args.out_dir / "map_vs_works.png")
