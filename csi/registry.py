@@ -40,6 +40,13 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._classes)
 
+    def in_order(self) -> list[str]:
+        """Names in the order they were registered (e.g. the rows of a table)."""
+        return list(self._classes)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._classes
+
     def get(self, name: str) -> Callable[..., Any]:
         if name not in self._classes:
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")

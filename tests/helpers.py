@@ -9,6 +9,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def local_module(recipe: str, name: str):
+    """Import ``egs/<recipe>/local/<name>.py`` (recipe-only code, not part of a package) as the
+    recipe's own scripts see it: with ``egs/<recipe>/local`` on ``sys.path``."""
+    import importlib
+    local = str(REPO / "egs" / recipe / "local")
+    if local not in sys.path:
+        sys.path.insert(0, local)
+    return importlib.import_module(name)
+
+
 def run_bash(script: str | list[str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a bash script (string) or command (list) with this interpreter's environment first on PATH."""
     env = dict(os.environ)

@@ -1,4 +1,4 @@
-"""Non-learned reference systems (csi.eval.baselines), tools.eval_baseline and
+"""Non-learned reference systems (csi.baselines), tools.eval_baseline and
 tools.eval_testset --baselines, on small generated features."""
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import math
 import numpy as np
 import pytest
 
-from csi.eval.baselines import (BaselineError, baseline_distances, chance_metrics, check_split, evaluate_baselines,
+from csi.baselines import (BaselineError, baseline_distances, chance_metrics, check_split, evaluate_baselines,
                                 expected_average_precision, fold_chroma, format_table, resolve_systems)
-from csi.eval.baselines.chance import random_distances
-from csi.eval.baselines.chroma import pitch_class_offset
-from csi.eval.baselines.chroma_mean import chroma_mean_vector, shift_min_cosine_distances
-from csi.eval.baselines.ftm2d import beat_rate_chroma, ftm2d_patches, ftm2d_vector
-from csi.eval.baselines.mean_cqt import mean_cqt_vector
+from csi.baselines.chance import random_distances
+from csi.baselines.chroma import pitch_class_offset
+from csi.baselines.chroma_mean import chroma_mean_vector, shift_min_cosine_distances
+from csi.baselines.ftm2d import beat_rate_chroma, ftm2d_patches, ftm2d_vector
+from csi.baselines.mean_cqt import mean_cqt_vector
 from csi.eval.metrics import retrieval_metrics
 from tools import eval_baseline
 

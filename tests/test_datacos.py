@@ -10,10 +10,13 @@ import torch
 import yaml
 
 from csi.features.h5import import import_h5_features
-from csi.io.datacos import counts, index_h5, load_metadata, protocol, subset_records
 from csi.io.h5features import H5FeatureError, keys, read_key, read_pcp, write_deepdish_like
 from csi.io.manifest import read_manifest
-from tests.helpers import REPO
+from tests.helpers import REPO, local_module
+
+_datacos = local_module("datacos", "datacos")  # egs/datacos/local/datacos.py
+counts, index_h5, load_metadata, protocol, subset_records = (_datacos.counts, _datacos.index_h5, _datacos.load_metadata,
+                                                             _datacos.protocol, _datacos.subset_records)
 
 BENCH_META = "da-tacos_benchmark_subset_metadata.json"
 TRAIN_META = "da-tacos_coveranalysis_subset_metadata.json"

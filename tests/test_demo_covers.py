@@ -1,5 +1,5 @@
-"""How demo versions differ (csi.demo.covers) and the generated training works
-(csi.demo.generate): the drawn statistics follow their config, the hard policy keeps every
+"""How demo versions differ (synthcovers.covers) and the generated training works
+(synthcovers.generate): the drawn statistics follow their config, the hard policy keeps every
 key distinct, and generated works are fitted on train works only."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
-from csi.demo import arrange, covers, generate
-from csi.demo.covers import CoverStats
-from csi.demo.score import Note, Score, melody_intervals
-from csi.demo.synth import WorkSpec
+from synthcovers import arrange, covers, generate
+from synthcovers.covers import CoverStats
+from synthcovers.score import Note, Score, melody_intervals
+from synthcovers.synth import WorkSpec
 
 
 def test_realistic_keys_follow_the_config_and_distinct_keys_differ():

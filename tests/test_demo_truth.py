@@ -1,4 +1,4 @@
-"""Ground truth of time alignment between demo-corpus versions (csi.demo.truth) and the
+"""Ground truth of time alignment between demo-corpus versions (synthcovers.truth) and the
 layout the arranger records for it; hand-made records, no rendering."""
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from csi.demo import arrange, truth
-from csi.demo.score import Note, Score
-from csi.demo.truth import NoTruth, accuracy_table, record_for, score_alignment, time_map
+from synthcovers import arrange, truth
+from synthcovers.score import Note, Score
+from synthcovers.truth import NoTruth, accuracy_table, record_for, score_alignment, time_map
 
 
 def rec(utt, phrases, layout, bpm, source="s.abc", song="w", n_phrases=3, **extra):
-    """A manifest record as csi.demo.synth writes it (the fields truth reads), the audio
+    """A manifest record as synthcovers.synth writes it (the fields truth reads), the audio
     ending 1.5 s after the last phrase as rendered."""
     played = sum(b - a for a, b in layout)
     return {"utt": utt, "song": song, "source": source, "phrases": " ".join(map(str, phrases)),
@@ -157,7 +157,8 @@ def test_accuracy_table_and_bench(tmp_path, capsys):
     assert table["not_scored"]["unknown_utt"] == 1 and table["not_scored"]["no_prediction"] == 1
     assert table["by_pairing"]["same_source"]["scored"] == 4
 
-    from tests.bench import alignment as bench
+    from tests.helpers import local_module
+    bench = local_module("synthcovers", "alignment")  # egs/synthcovers/local/alignment.py
 
     align = tmp_path / "align.jsonl"
     align.write_text("\n".join(json.dumps(x) for x in [{"header": {"chunk_s": 4}}] + alignments) + "\n")

@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from csi.fingerprint.frontend import LogMel, MelConfig
-from csi.fingerprint.model import build_fingerprinter
+from audiofp.frontend import LogMel, MelConfig
+from audiofp.model import build_fingerprinter
 from csi.registry import ConfigError
 
 SR = 8000
@@ -47,7 +47,7 @@ def test_model_gives_unit_fingerprints_and_refuses_unknown_names():
 
 
 def test_lamb_minimises_and_scales_by_trust_ratio():
-    from csi.fingerprint.lamb import Lamb
+    from audiofp.lamb import Lamb
 
     w = torch.nn.Parameter(torch.tensor([3.0, -4.0]))
     opt = Lamb([w], lr=0.05)
@@ -81,7 +81,7 @@ class _Pairs(torch.utils.data.Dataset):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from csi.fingerprint.train import FingerprintConfig, Trainer, TrainSettings
+    from audiofp.train import FingerprintConfig, Trainer, TrainSettings
 
     root = tmp_path_factory.mktemp("fp")
     recs = [_recording(s) for s in range(6)]
@@ -96,8 +96,8 @@ def trained(tmp_path_factory):
 
 
 def test_training_writes_a_model_directory_and_resumes(trained):
-    from csi.fingerprint.inference import load_fingerprinter
-    from csi.fingerprint.train import Trainer
+    from audiofp.inference import load_fingerprinter
+    from audiofp.train import Trainer
 
     root, recs, cfg, summary = trained
     model_dir = root / "model"
@@ -112,7 +112,7 @@ def test_training_writes_a_model_directory_and_resumes(trained):
     loaded = load_fingerprinter(model_dir)
     assert loaded.identity["embed_dim"] == 16 and loaded.mel.sr == SR
     other = dict(TINY, dim=8)
-    from csi.fingerprint.train import FingerprintConfig
+    from audiofp.train import FingerprintConfig
     with pytest.raises(ConfigError, match="another model"):
         Trainer(FingerprintConfig(model=other), model_dir).write_config()
 
@@ -155,7 +155,7 @@ def test_database_identifies_a_planted_noisy_snippet(trained, tmp_path, capsys):
 
 
 def test_seed_index_parameters():
-    from csi.fingerprint.database import fingerprint_params
+    from audiofp.database import fingerprint_params
 
     assert fingerprint_params(20_000, 128) == {"m": 32, "nlist": 256, "nprobe": 16}
     assert fingerprint_params(3_900, 128)["nlist"] == 100                 # 39 training vectors a list
@@ -164,7 +164,7 @@ def test_seed_index_parameters():
 
 
 def test_grouped_batches_hold_several_moments_of_a_recording():
-    from csi.fingerprint.train import grouped_batches
+    from audiofp.train import grouped_batches
 
     groups = np.repeat(np.arange(10), 5)                       # 10 recordings, 5 segments each
     batches = grouped_batches(groups, batch_size=8, per_group=4, seed=1)
@@ -197,7 +197,7 @@ def test_train_fingerprinter_dynamic_mode(tmp_path, capsys):
 
 
 def test_online_datasets_refuse_an_empty_noise_folder(tmp_path):
-    from csi.fingerprint.online import online_datasets
+    from audiofp.online import online_datasets
 
     wavs = tmp_path / "wavs"
     wavs.mkdir()
@@ -209,7 +209,7 @@ def test_online_datasets_refuse_an_empty_noise_folder(tmp_path):
 
 
 def test_evaluation_scores_recording_and_offset():
-    from csi.fingerprint.evaluate import make_queries, score, table
+    from audiofp.evaluate import make_queries, score, table
 
     refs = [("a", _recording(30, 6.0)), ("b", _recording(31, 6.0))]
     rng = np.random.default_rng(0)
@@ -230,7 +230,7 @@ def _unit(rng, n, dim=16):
 
 
 def test_path_similarity_interpolates_between_stored_fingerprints():
-    from csi.fingerprint.search import path_similarity
+    from audiofp.search import path_similarity
 
     ref = _unit(np.random.default_rng(0), 6)
     starts = np.array([0.0, 0.5])
@@ -250,7 +250,7 @@ def test_path_verification_tells_apart_a_passage_that_votes_tie():
     x at 2.0 s, c at 5.0 s. The query's third segment is near c but nearer two decoys of
     another recording, so its hits never reach rec0: the votes of rec0 tie, and break
     towards the earlier window. The path along the whole query finds the right one."""
-    from csi.fingerprint.search import identify_fingerprints
+    from audiofp.search import identify_fingerprints
     from csi.index import ChunkIndex
 
     basis = np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))[0].T.astype(np.float32)

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from csi.fingerprint.augment import (SR, Augmenter, add_noise, babble, coloured_noise, make_ir_set, make_noise_set,
+from audiofp.augment import (SR, Augmenter, add_noise, babble, coloured_noise, make_ir_set, make_noise_set,
                                      read_audio_folder, reverberate, spec_mask, synthetic_room_ir)
-from csi.fingerprint.segments import PairDataset, StaticPairDataset, segment_starts, split_files
+from audiofp.segments import PairDataset, StaticPairDataset, segment_starts, split_files
 from tests.helpers import REPO
 
 
@@ -212,7 +212,7 @@ def test_tool_writes_shards_maps_samples_and_skipped(tmp_path):
 
 
 def test_tool_with_noise_and_ir_folders(tmp_path):
-    from csi.fingerprint.dataset_gen import generate
+    from audiofp.dataset_gen import generate
 
     _write_corpus(tmp_path / "wavs")
     rng = np.random.default_rng(0)

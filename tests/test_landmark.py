@@ -3,7 +3,7 @@ noisy snippets, a low score for audio not in the index, nothing for silence, sav
 import numpy as np
 import pytest
 
-from csi.fingerprint.landmark import SR, LandmarkIndex, landmarks
+from audiofp.landmark import SR, LandmarkIndex, landmarks
 
 N_RECORDINGS = 6
 DURATION_S = 20.0

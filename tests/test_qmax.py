@@ -1,4 +1,4 @@
-"""Serrà's Qmax (csi.eval.baselines.qmax): the recursion by hand, the cross-recurrence plot,
+"""Serrà's Qmax (csi.baselines.qmax): the recursion by hand, the cross-recurrence plot,
 parity with essentia (skipped without it), tracks that cannot be aligned, and the CQT leak."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from csi.eval.baselines import BaselineError, evaluate_baselines
-from csi.eval.baselines.qmax import (LEAK, QmaxParams, global_chroma, qmax_chroma, qmax_distances, qmax_pair,
+from csi.baselines import BaselineError, evaluate_baselines
+from csi.baselines.qmax import (LEAK, QmaxParams, global_chroma, qmax_chroma, qmax_distances, qmax_pair,
                                      transposition_indices, unsmear)
-from csi.eval.baselines.qmax_kernels import _qmax_score, cross_recurrence, qmax_score
+from csi.baselines.qmax_kernels import _qmax_score, cross_recurrence, qmax_score
 
 
 def chroma_track(rng, n, base=None, shift=0, mix=0.7):
@@ -180,10 +180,10 @@ def test_qmax_beside_the_other_baselines_and_over_its_limit(tmp_path, monkeypatc
     _, records = write_records(tmp_path, melody_versions(3, semitones=2))
     res = evaluate_baselines(records, records, "qmax")
     assert res["qmax"]["MAP"] == pytest.approx(1.0) and res["qmax"]["title"].startswith("Serra 2009")
-    import csi.eval.baselines.systems as systems
-    from csi.eval.baselines.qmax import qmax_distances as real
-    monkeypatch.setitem(systems.BASELINES, "qmax", systems.Baseline(
-        "qmax", "limited", systems.BASELINES["qmax"].vector,
+    import csi.baselines.systems as systems
+    from csi.baselines.qmax import qmax_distances as real
+    monkeypatch.setitem(systems.BASELINES._classes, "qmax", systems.Baseline(
+        "qmax", "limited", systems.BASELINES.get("qmax").vector,
         lambda q, r, qi, ri, **kw: real(q, r, qi, ri, max_pairs=3, **kw), needs_chroma=True, pairwise=True))
     skipped = {}
     res = evaluate_baselines(records, records, "chance,qmax", skipped=skipped)

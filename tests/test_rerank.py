@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from csi.eval.baselines import BaselineError, evaluate_baselines
+from csi.baselines import BaselineError, evaluate_baselines
 from csi.eval.metrics import retrieval_metrics
 from csi.eval.rerank import RerankedDistances, check_rerank_frontend, reranked_rows, top_k_pairs
 

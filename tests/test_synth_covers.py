@@ -1,4 +1,4 @@
-"""The offline demo corpus (tools/make_synth_covers.py, csi/demo): determinism, manifests,
+"""The offline demo corpus (tools/make_synth_covers.py, synthcovers): determinism, manifests,
 versions that differ like covers yet share their melody, the split by work-id hash and
 the disjoint timbre pools of train and val/test works."""
 from __future__ import annotations
@@ -19,9 +19,9 @@ pytest.importorskip("tinysoundfont")
 
 import soundfile as sf  # noqa: E402
 
-from csi.demo import (DemoDependencyError, arrange, check_dependencies, corpus, covers, effects,  # noqa: E402
+from synthcovers import (DemoDependencyError, arrange, check_dependencies, corpus, covers, effects,  # noqa: E402
                       extract, generate, render, synth)
-from csi.demo.score import Note, Score, Timed, melody_intervals, similarity  # noqa: E402
+from synthcovers.score import Note, Score, Timed, melody_intervals, similarity  # noqa: E402
 from csi.io.manifest import read_manifest  # noqa: E402
 from tools.make_synth_covers import main, parse_args  # noqa: E402
 

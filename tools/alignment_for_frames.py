@@ -93,7 +93,7 @@ def align(args: argparse.Namespace) -> int:
     plots = {}
     truth = None
     if all("layout" in r for r in records):   # the demo corpus knows where each version plays what
-        from csi.demo.truth import time_map as truth
+        from synthcovers.truth import time_map as truth
     for work in args.plot_work:
         png = args.out_path.parent / f"align_{work}.png"
         plots[work] = {"png": str(png), **plot_work(loaded, records, work, settings, png, truth)}

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from csi.eval.baselines import comparison_table
+    from csi.baselines import comparison_table
     from csi.utils import atomic_write_text
 
     models = []

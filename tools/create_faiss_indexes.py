@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from csi.env import write_run_info
-    from csi.fingerprint.database import build_database
+    from audiofp.database import build_database
 
     out_dir = args.out_dir or args.input.resolve().parent / args.name
     index = build_database(args.input, out_dir, args.name, args.kind, args.m, args.dim, args.nlist, args.nprobe)

@@ -5,7 +5,7 @@
 
 QUERY_PATH / REF_PATH are feature manifests (JSON lines with ``utt``, ``song`` and ``feat``,
 a stored CQT); the same file for both is the all-vs-all protocol. Systems
-(``csi.eval.baselines``): ``chance`` (exact expectation of a random ranking),
+(``csi.baselines``): ``chance`` (exact expectation of a random ranking),
 ``chroma_mean`` (key-invariant mean chroma), ``2dftm`` (2D Fourier transform magnitude,
 Bertin-Mahieux & Ellis 2012), ``qmax`` (Serra, Serra & Andrzejak 2009: cross-recurrence
 and Qmax alignment of every track pair; its pairs aligned and pairs/s are printed; more than
@@ -52,12 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from csi.eval.baselines import BaselineError
+    from csi.baselines import BaselineError
     return run_tool_main("eval_baseline", lambda: run(args), (BaselineError,))
 
 
 def read_split(path: Path, role: str) -> list[dict]:
-    from csi.eval.baselines import BaselineError, check_split, has_stored_features
+    from csi.baselines import BaselineError, check_split, has_stored_features
     from csi.io.manifest import read_manifest
 
     if not path.is_file():
@@ -72,7 +72,7 @@ def read_split(path: Path, role: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from csi.eval.baselines import evaluate_baselines, format_table, metrics_entries, resolve_systems, table_rows
+    from csi.baselines import evaluate_baselines, format_table, metrics_entries, resolve_systems, table_rows
     from csi.eval.metrics import same_source_pairs
 
     t_start = time.time()

@@ -8,8 +8,8 @@ REFERENCES are the database's recordings (the folder or manifest given to
 ``tools.generate_fingerprints``). For every query length and SNR, ``--per_cell`` snippets
 are cut at random offsets, reverberated and mixed with noise (``--noise_dir``/``--ir_dir``,
 else coloured noises and synthetic room responses generated with the test seed, never seen
-in training), identified by the learned database (csi.fingerprint.search) and by landmark
-hashing (csi.fingerprint.landmark) built on the same references. A hit is the right
+in training), identified by the learned database (audiofp.search) and by landmark
+hashing (audiofp.landmark) built on the same references. A hit is the right
 recording with the offset within ±0.5 s. Writes ``results.json``, ``table.md``,
 ``hit_rate.png`` and a run record to DIR; prints the table and one JSON line of figures
 (hit rates, bytes per reference audio-second, milliseconds per query).
@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from csi.env import write_run_info
-    from csi.fingerprint import augment, evaluate
-    from csi.fingerprint.database import open_with_model
-    from csi.fingerprint.landmark import LandmarkIndex
-    from csi.fingerprint.references import list_recordings
-    from csi.fingerprint.search import identify_snippet
+    from audiofp import augment, evaluate
+    from audiofp.database import open_with_model
+    from audiofp.landmark import LandmarkIndex
+    from audiofp.references import list_recordings
+    from audiofp.search import identify_snippet
     from csi.io.audio import load
     from csi.utils import atomic_write_text, resolve_device
 

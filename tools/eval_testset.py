@@ -37,14 +37,14 @@ are not cached, so they are tried again), and with
 ``--plot`` ``distance_hist.png`` and ``embedding_pca.png``.
 
 ``--baselines chroma_mean,2dftm,...|all`` evaluates non-learned reference systems
-(csi.eval.baselines: chance, chroma_mean, 2dftm, qmax, mean_cqt) on the same records, labels and
+(csi.baselines: chance, chroma_mean, 2dftm, qmax, mean_cqt) on the same records, labels and
 excluded pairs from their stored features (records with audio only: every system but chance
 is skipped, saying so); ``metrics.json`` gets ``"chance"`` and ``"baselines": {name:
 {MAP, MR1, P@10, HR@1, HR@10, ...}}``, and the table model | chance | baselines is printed
 and written to ``metrics_table.txt``.
 
 ``--rerank qmax --rerank_top K`` (two-stage retrieval, csi.eval.rerank): the embedding search
-ranks every reference, then Serrà's Qmax (csi.eval.baselines.qmax) re-scores each query's top
+ranks every reference, then Serrà's Qmax (csi.baselines.qmax) re-scores each query's top
 K, aligned on the model's own features (a front end that is not a 12-bins-per-octave CQT is
 refused). The metrics are the two-stage ranking's; ``metrics.json`` adds ``first_stage`` (the
 embeddings alone) and ``rerank`` (pairs aligned, ms per query of each stage), and the table
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true", help="write distance_hist.png and embedding_pca.png")
     p.add_argument("--baselines", default="", metavar="NAMES",
                    help="also evaluate non-learned reference systems on the same records and excluded pairs "
-                        "(comma-separated names or 'all'; csi.eval.baselines; they read stored features)")
+                        "(comma-separated names or 'all'; csi.baselines; they read stored features)")
     add_rerank_args(p)
     return p
 

@@ -7,7 +7,7 @@ AUDIO is a folder (every audio file under it; the recording id is its relative p
 without extension) or a manifest with ``utt`` and ``wav``. Each recording is read at the
 model's rate (8 kHz) and fingerprinted every ``--hop_s`` seconds (1-s segments); one
 shorter than a segment is skipped and listed in FP_DIR/skipped.txt. Writes
-``FP_DIR/<n>.npy``, ``fingerprints.jsonl`` (csi.fingerprint.database) and a run record.
+``FP_DIR/<n>.npy``, ``fingerprints.jsonl`` (audiofp.database) and a run record.
 Exit status 0; 1 on bad input or when nothing could be fingerprinted; 2 on a usage error.
 """
 from __future__ import annotations
@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from csi.env import write_run_info
-    from csi.fingerprint.database import write_fingerprints
-    from csi.fingerprint.references import list_recordings
-    from csi.fingerprint.inference import fingerprints, load_fingerprinter
+    from audiofp.database import write_fingerprints
+    from audiofp.references import list_recordings
+    from audiofp.inference import fingerprints, load_fingerprinter
     from csi.io.audio import load
     from csi.utils import atomic_write_text, resolve_device
 

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from csi.fingerprint.dataset_gen import generate
+    from audiofp.dataset_gen import generate
 
     summary = generate(args.input, args.out_dir, segments=args.segments, train_fraction=args.train_fraction,
                        ir_dir=args.ir_dir, noise_dir=args.noise_dir, seed=args.seed, progress=not args.no_progress,

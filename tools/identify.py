@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--topk, --rerank_top and --best_pairs_k must be positive; --rerank needs recordings "
                      "(not --centroids)")
     from csi.cli import run_tool_main, setup_logging
-    from csi.eval.baselines import BaselineError
+    from csi.baselines import BaselineError
     from csi.eval.calibration import CalibrationMismatch
     from csi.index import IndexFileError, ModelMismatchError
 

@@ -5,7 +5,7 @@
 
 Each snippet is read at the fingerprinter's rate, fingerprinted every 0.1 s (1-s
 segments), searched; the hits vote for (recording, offset) and the best candidates are
-verified along the whole snippet (csi.fingerprint.search); the score is the mean cosine
+verified along the whole snippet (audiofp.search); the score is the mean cosine
 similarity along that path.
 Prints ``AUDIO: recording  offset_s  score`` (or one JSON object a snippet). The
 fingerprinter is the one recorded in DB_DIR/index.json unless ``--model_dir`` is given; a
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from csi.fingerprint.database import open_with_model
-    from csi.fingerprint.search import identify_snippet
+    from audiofp.database import open_with_model
+    from audiofp.search import identify_snippet
     from csi.io.audio import load
     from csi.utils import resolve_device
 

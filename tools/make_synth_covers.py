@@ -11,7 +11,7 @@ used, environment, summary with the cover statistics drawn from and measured). E
 record carries its work's "split" (train/val/test from a hash of the work id; generated
 works are train works; test_hard: the test works again, every version in another key);
 val and test works are rendered with instruments, effects and noises that no train work
-uses. Versions differ like covers (csi.demo.covers): key kept or moved, tempo, intros,
+uses. Versions differ like covers (synthcovers.covers): key kept or moved, tempo, intros,
 outros, solos, repeated and dropped phrases, lead-in silence. Same arguments and seed give identical files. The
 old spellings ``--out`` and ``--max_dur`` still work, with a warning. Exit status 1 when
 the corpus cannot be made, 2 on a usage error.
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_versions", type=int, default=4, help="most versions per val/test work (<= 12)")
     p.add_argument("--generated_works", type=int, default=0, metavar="N",
                    help="also N generated train works: new tunes from a melody model fitted on the train "
-                        "works only (csi.demo.generate), to grow the training set past the music21 corpus")
+                        "works only (synthcovers.generate), to grow the training set past the music21 corpus")
     p.add_argument("--no_hard_test", action="store_true",
                    help="leave out the hard test split (the test works again, every version in a different "
                         "key; split 'test_hard')")
@@ -121,16 +121,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from csi.demo import DemoDependencyError
-    from csi.demo.generate import LeakageError
-    from csi.demo.synth import NotEnoughWorks, SplitError
+    from synthcovers import DemoDependencyError
+    from synthcovers.generate import LeakageError
+    from synthcovers.synth import NotEnoughWorks, SplitError
     return run_tool_main("make_synth_covers", lambda: run(args),
                          (DemoDependencyError, NotEnoughWorks, SplitError, LeakageError))
 
 
 def run(args: argparse.Namespace) -> None:
-    from csi.demo import check_dependencies
-    from csi.demo.synth import make_synth_covers
+    from synthcovers import check_dependencies
+    from synthcovers.synth import make_synth_covers
     from csi.env import write_run_info
 
     check_dependencies()

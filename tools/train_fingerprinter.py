@@ -9,8 +9,8 @@
           dynamic_online -p WAV_DIR -ir IR_DIR -bn NOISE_DIR [-n 5] [-tr 0.8]
                                                     the same with your noises and rooms
 
-The seed system's command line over csi.fingerprint.train: ``--config`` a YAML of ``model``,
-``mel`` and ``train`` sections (csi.fingerprint.train.FingerprintConfig; unknown keys are
+The seed system's command line over audiofp.train: ``--config`` a YAML of ``model``,
+``mel`` and ``train`` sections (audiofp.train.FingerprintConfig; unknown keys are
 errors), ``--set`` a ``train`` key (e.g. ``temperature=0.1``); -ep/-bs/-m/--optim/--max_minutes
 override it. Early stopping on the validation loss (``train.patience``); an interrupted run
 resumes from MODEL_DIR/checkpoints/last.pt. Prints one JSON line (epochs, best validation
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-ep", "--epochs", type=int)
     p.add_argument("-bs", "--batch_size", type=int, help="pairs a batch")
-    p.add_argument("-m", "--model", help="fingerprinter name (csi.fingerprint.model.FINGERPRINTERS)")
+    p.add_argument("-m", "--model", help="fingerprinter name (audiofp.model.FINGERPRINTERS)")
     p.add_argument("--optim", choices=("adam", "lamb"))
     p.add_argument("-o", "--out_dir", type=Path, required=True, help="model directory")
     p.add_argument("--config", type=Path, help="YAML with model, mel and train sections")
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from csi.cli import apply_overrides
     from csi.env import write_run_info
-    from csi.fingerprint.train import Trainer, read_config
+    from audiofp.train import Trainer, read_config
 
     train_keys = apply_overrides({}, args.set, "--set")
     train_keys.update({k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
@@ -69,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         config.model = {"name": args.model}
     if args.mode == "static":
-        from csi.fingerprint.segments import StaticPairDataset
+        from audiofp.segments import StaticPairDataset
         train_set, val_set = StaticPairDataset(args.train_path), StaticPairDataset(args.val_path)
     else:
-        from csi.fingerprint.online import online_datasets
+        from audiofp.online import online_datasets
         train_set, val_set = online_datasets(args.path, args.segments, args.train_fraction, args.ir_dir,
                                              args.noise_dir, config.train.seed)
     summary = Trainer(config, args.out_dir).fit(train_set, val_set, progress=not args.no_progress)

@@ -24,7 +24,7 @@ def plot_work(loaded, records: Sequence[Mapping[str, Any]], work: str, settings,
     """Align the first two recordings of ``work`` and draw their chunk distances (cosine,
     dark = close), each chunk's best match (the similarity the alignment uses) and the found
     ``t_b = scale * t_a + shift``; with ``truth(rec_a, rec_b, t_a) -> [t_b, ...]`` (e.g. the
-    demo corpus's csi.demo.truth.time_map) also the true positions."""
+    demo corpus's synthcovers.truth.time_map) also the true positions."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

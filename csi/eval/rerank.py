@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from csi.eval.baselines.chroma import BaselineError
+from csi.baselines.chroma import BaselineError
 
 log = logging.getLogger("csi.eval")
 
@@ -60,7 +60,7 @@ class ChromaSource:
         self.cache: dict[str, np.ndarray] = {}
 
     def __call__(self, rec: Mapping[str, Any]) -> np.ndarray:
-        from csi.eval.baselines.qmax import qmax_chroma
+        from csi.baselines.qmax import qmax_chroma
         from csi.embed.reader import EmbedInputError
 
         utt = str(rec["utt"])
@@ -115,7 +115,7 @@ class RerankedDistances:
         if exclude is not None:
             for q, r in zip(*exclude):
                 self.excluded.setdefault(int(q), []).append(int(r))
-        from csi.eval.baselines.qmax import usable
+        from csi.baselines.qmax import usable
         for ident, seq in dict(zip([*self.q_ids, *self.r_ids], [*self.q_chroma, *self.r_chroma])).items():
             why = usable(seq)
             if why:
@@ -125,7 +125,7 @@ class RerankedDistances:
         self.align_s = 0.0
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        from csi.eval.baselines.qmax import qmax_distances
+        from csi.baselines.qmax import qmax_distances
 
         t0 = time.time()
         first = np.array(self.first.rows(start, stop), dtype=np.float64)
@@ -157,7 +157,7 @@ def rerank_ranking(ranking: dict[str, Any], query_chroma: np.ndarray, ref_chroma
     the answer's recording order): recordings by Qmax distance (unaligned ones after, by their
     score), each with ``qmax_distance`` (None when not aligned); works by their best recording
     in that order, with its ``score`` and ``qmax_distance``; ``topk`` of each."""
-    from csi.eval.baselines.qmax import qmax_distances
+    from csi.baselines.qmax import qmax_distances
 
     recs = list(ranking.get("recordings", []))
     dist = qmax_distances([query_chroma], list(ref_chroma), ["<query>"], [r["utt"] for r in recs],

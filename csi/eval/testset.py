@@ -4,7 +4,7 @@
 Chunk embeddings through the one embedding path (csi.embed: the model directory's card gives
 the front end and chunking) with a cache keyed by checkpoint, card and chunking
 (csi.eval.cache), blockwise chunk distances (csi.eval.distance), retrieval metrics
-(csi.eval.metrics) beside chance and the non-learned baselines (csi.eval.baselines), and
+(csi.eval.metrics) beside chance and the non-learned baselines (csi.baselines), and
 the plots (csi.eval.plots).
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.rerank and (args.rerank_top or 0) < 1:
         raise EvalError("--rerank_top must be >= 1")
     if args.baselines:
-        from csi.eval.baselines import BaselineError, resolve_systems
+        from csi.baselines import BaselineError, resolve_systems
         try:
             resolve_systems(args.baselines)
         except BaselineError as e:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     card, ckpt_file, device = loaded.card, loaded.checkpoint, loaded.device
     chroma_of = None
     if args.rerank:                              # refused before anything is embedded
-        from csi.eval.baselines import BaselineError
+        from csi.baselines import BaselineError
         from csi.eval.rerank import ChromaSource
         try:
             chroma_of = ChromaSource(loaded.reader(), args.rerank)
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log.info("re-ranked the top %d of each query with %s: %s", args.rerank_top, args.rerank, rerank_stats)
     baselines, skipped = {}, {}
     if args.baselines:          # the same records, labels and excluded pairs as the model
-        from csi.eval.baselines import baselines_beside_model
+        from csi.baselines import baselines_beside_model
         baselines, skipped = baselines_beside_model(args.baselines, q_keep, r_keep, q_labels, r_labels, exclude)
 
     # outputs
@@ -278,7 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     })
     from csi.io.manifest import atomic_write_text
     if args.baselines:
-        from csi.eval.baselines import metrics_entries, summary_table
+        from csi.baselines import metrics_entries, summary_table
         summary.update(metrics_entries(baselines, skipped))
         label = f"model ({ckpt_name})"
         more = [(label, first_stage.metrics)] if first_stage is not None else []

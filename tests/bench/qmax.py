@@ -1,4 +1,4 @@
-"""Serrà's Qmax (csi.eval.baselines.qmax): alignment speed, and MAP on a test split beside
+"""Serrà's Qmax (csi.baselines.qmax): alignment speed, and MAP on a test split beside
 essentia's own pipeline.
 
     python3 -m tests.bench.qmax [--tracks 120] [--seconds 60] [--repeats 3]
@@ -28,7 +28,7 @@ import numpy as np
 
 
 def speed(n_tracks: int, seconds: float, repeats: int) -> dict:
-    from csi.eval.baselines.qmax import STEP_S, qmax_distances
+    from csi.baselines.qmax import STEP_S, qmax_distances
 
     rng = np.random.default_rng(0)
     steps = int(round(seconds / STEP_S))
@@ -69,8 +69,8 @@ def essentia_hpcp(path: str) -> np.ndarray:
 
 
 def on_split(manifest: Path, with_essentia: bool) -> dict:
-    from csi.eval.baselines import evaluate_baselines
-    from csi.eval.baselines.qmax import qmax_distances
+    from csi.baselines import evaluate_baselines
+    from csi.baselines.qmax import qmax_distances
     from csi.eval.metrics import retrieval_metrics, same_source_pairs
     from csi.io.manifest import read_manifest
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from csi.features.h5import import import_h5_features
 from csi.features.store import FeatureStoreError
-from csi.io.datacos import split_by_work, write_protocol
+from datacos import split_by_work, write_protocol
 from csi.io.manifest import read_manifest, write_manifest
 
 

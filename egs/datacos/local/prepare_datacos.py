@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from csi.io.datacos import METADATA_FILES, DatacosError, counts, index_audio, index_h5, load_metadata, \
+from datacos import METADATA_FILES, DatacosError, counts, index_audio, index_h5, load_metadata, \
     subset_records, write_protocol
 from csi.io.manifest import atomic_write_text, write_manifest
 
