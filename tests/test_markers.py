@@ -1,4 +1,4 @@
-"""utils/lib.sh train_stage: the done marker covers the data as well as the config.
+"""egs/TEMPLATE/csi1/stages.sh train_stage: the done marker covers the data as well as the config.
 
 tools.train is replaced by a stub (a bash function named run_tool that records the call
 and delegates every other tool to the real run_tool), so no model is trained.
@@ -18,6 +18,7 @@ def _train(root, *sets, fail=False):
         *sets))
     script = f"""
 . {REPO}/utils/lib.sh
+. {REPO}/egs/TEMPLATE/csi1/stages.sh
 eval "_real_$(declare -f run_tool)"
 run_tool() {{
   if [ "$1" = train ]; then

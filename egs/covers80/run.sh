@@ -17,16 +17,15 @@ test_features=$CSI_ROOT/conf/features/test.yaml
 train_config=$CSI_ROOT/conf/train/coverhunter.yaml
 exp=$recipe/exp/coverhunter
 model_dir=""      # a trained model (e.g. egs/shs100k/exp/coverhunter): stages 3-5 skipped, stage 6 evaluates it
+nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
 [ -n "$covers80_dir" ] || covers80_dir=$download_dir/covers80
-if [ -n "$model_dir" ]; then   # the paper's protocol: a model trained elsewhere (SHS100K) tested on covers80
-  [ -d "$model_dir/pt_model" ] || die "--model_dir $model_dir holds no trained model (pt_model/)"
-  log "--model_dir $model_dir: stages 3-5 skipped, stage 6 evaluates it"
-  exp=$model_dir
-fi
+# the paper's protocol: a model trained elsewhere (SHS100K) tested on covers80 (csi.sh --model_dir)
+[ -z "$model_dir" ] || [ -d "$model_dir/pt_model" ] || die "--model_dir $model_dir holds no trained model (pt_model/)"
 csi_activate
 
 if stage_begin 0 "download covers80"; then
@@ -51,38 +50,12 @@ if stage_begin 1 "JSONL manifest"; then
   stage_end
 fi
 
-if stage_begin 2 "CQT features"; then
-  features_stage "$data" "$test_features" "$nj"
-  stage_end
-fi
-
 # As in the CoverHunter reference recipe, covers80 is small enough to serve as its own
 # training and dev set here: a check of the pipeline, not a valid protocol (train on
-# SHS100K to evaluate on covers80).
-if [ -z "$model_dir" ] && stage_begin 3 "coarse training"; then
-  train_stage "$exp" "$train_config" --set "train_path=$data/full.txt" \
-    --set "covers80.query_path=$data/full.txt" --set "covers80.ref_path=$data/full.txt"
-  stage_end
-fi
-
-if [ -z "$model_dir" ] && stage_begin 4 "chunk alignment"; then
-  align_stage "$exp" "$data/full.txt" "$exp/align/train.jsonl"
-  stage_end
-fi
-
-if [ -z "$model_dir" ] && stage_begin 5 "fine training"; then
-  fine_stage "${exp}_fine" "$train_config" "$exp" "$exp/align/train.jsonl" --set "train_path=$data/full.txt" \
-    --set "covers80.query_path=$data/full.txt" --set "covers80.ref_path=$data/full.txt"
-  stage_end
-fi
-
-if stage_begin 6 "test-set evaluation"; then
-  # the standard protocol: the 80 list1 recordings query the 80 list2 recordings
-  eval_stage "$exp" "$data/query.txt" "$data/ref.txt" "$exp/eval_covers80"
-  if [ -z "$model_dir" ] && [ -d "${exp}_fine/pt_model" ]; then
-    eval_stage "${exp}_fine" "$data/query.txt" "$data/ref.txt" "${exp}_fine/eval_covers80"
-    compare_stage "${exp}_fine" "coarse=$exp/eval_covers80/metrics.json" "fine=${exp}_fine/eval_covers80/metrics.json"
-  fi
-  stage_end
-fi
+# SHS100K to evaluate on covers80). Stage 6: the 80 list1 recordings query the 80 list2 ones.
+"$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" --stage "$stage" --stop_stage "$stop_stage" --nj "$nj" --data "$data" --exp "$exp" \
+  --train_config "$train_config" --train_features "$test_features" --test_features "$test_features" \
+  --train_set . --valid_set "" --test_sets "" --dev_sets "covers80=$data/full.txt" \
+  --extra_eval "covers80=$data/query.txt:$data/ref.txt" --model_dir "$model_dir" \
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
 log "done"

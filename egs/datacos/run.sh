@@ -32,8 +32,10 @@ train_config=$CSI_ROOT/conf/train/datacos_siamese.yaml
 exp=$recipe/exp/datacos_siamese
 baselines=chance   # eval_testset --baselines (the CQT baselines do not read PCP features)
 dev_fraction=0.05  # cover-analysis works held out as the development set (model selection, g_best)
+nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
 
-help_message="Usage: $0 --datacos_dir DIR [--stage N] [--stop_stage N] [--feature crema|hpcp|chroma_cens] [--audio_dir DIR] [--audio_model DIR] [--data DIR] [--train_config YAML] [--exp DIR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 --datacos_dir DIR [--stage N] [--stop_stage N] [--feature crema|hpcp|chroma_cens] [--audio_dir DIR] [--audio_model DIR] [--data DIR] [--train_config YAML] [--exp DIR] [--baselines NAMES] [--dev_fraction F] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (feature import, training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
 [ -n "$datacos_dir" ] || die "give --datacos_dir DIR: the unpacked Da-TACOS archives (da-tacos_metadata/*_subset_metadata.json and da-tacos_<subset>_subset_single_files/W_*/P_*.h5); the recipe does not download them"
@@ -58,47 +60,16 @@ if stage_begin 1 "manifests and the benchmark protocol"; then
   stage_end
 fi
 
-if stage_begin 2 "import the $feature features"; then
-  for subset in coveranalysis benchmark; do
-    [ -s "$data/$subset/dataset.txt" ] || die "$data/$subset/dataset.txt is missing: run stage 1 first"
-    dev=()
-    [ "$subset" = coveranalysis ] && dev=(--dev_fraction "$dev_fraction")
-    signature="$(cksum < "$data/$subset/dataset.txt") feature $feature ${dev[*]}"
-    if ! already_done "$data/$subset/.stage2.done" "$signature"; then
-      PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 "$recipe/local/import_features.py" "$data/$subset" \
-        --key "$feature" "${dev[@]}" || die "stage 2 failed for $subset"
-      mark_done "$data/$subset/.stage2.done" "$signature"
-    fi
-  done
-  run_tool check_leakage "$data/coveranalysis/full.txt" "$data/benchmark/full.txt" \
-    || log "WARNING: the cover-analysis and benchmark subsets share works or performances (above)"
-  stage_end
-fi
-
-if stage_begin 3 "training on cover-analysis"; then
-  [ -s "$data/coveranalysis/train.txt" ] || die "$data/coveranalysis/train.txt is missing: run stage 2 first"
-  dev=()
-  [ -s "$data/coveranalysis/dev.txt" ] && dev=(--set "dev.query_path=$data/coveranalysis/dev.txt" --set "dev.ref_path=$data/coveranalysis/dev.txt")
-  train_stage "$exp" "$train_config" --set "train_path=$data/coveranalysis/train.txt" "${dev[@]}"
-  stage_end
-fi
-
-stage_not_built 4 "chunk alignment (not for PCP features)"
-stage_not_built 5 "fine training (not for PCP features)"
-
-if stage_begin 6 "benchmark evaluation"; then
-  if [ -z "$audio_model" ] || [ -d "$exp/pt_model" ]; then   # the feature route (only the audio one: skipped)
-    [ -s "$data/benchmark/feat_query.txt" ] || die "$data/benchmark/feat_query.txt is missing: run stage 2 first"
-    eval_stage "$exp" "$data/benchmark/feat_query.txt" "$data/benchmark/feat_ref.txt" "$exp/eval_benchmark" \
-      --baselines "$baselines"
-  else
-    log "no PCP model in $exp: only the audio route is evaluated"
-  fi
-  if [ -n "$audio_model" ]; then
-    [ -s "$data/benchmark/audio_query.txt" ] || die "no audio protocol in $data/benchmark: run stage 1 with --audio_dir"
-    eval_stage "$audio_model" "$data/benchmark/audio_query.txt" "$data/benchmark/audio_ref.txt" \
-      "$audio_model/eval_datacos_audio" --baselines "$baselines"
-  fi
-  stage_end
-fi
+# stage 6: the feature route with $exp, and with --audio_model the audio route (only that one
+# when $exp holds no model); $dev_fraction of the cover-analysis works make the dev set (g_best)
+[ -z "$audio_model" ] || [ "$stop_stage" -lt 6 ] || [ -s "$data/benchmark/audio_query.txt" ] \
+  || die "no audio protocol in $data/benchmark: run stage 1 with --audio_dir"
+CSI_GIVEN_OPTIONS="${parsed_options[*]:-}" "$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" --stage "$stage" --stop_stage "$stop_stage" \
+  --data "$data" --exp "$exp" --train_config "$train_config" --features_cmd "python3 $recipe/local/import_features.py" \
+  --train_features "--key $feature --dev_fraction $dev_fraction" --test_features "--key $feature" \
+  --train_set coveranalysis --train_manifest "$data/coveranalysis/train.txt" --valid_set "" \
+  --dev_sets "dev=$data/coveranalysis/dev.txt" --test_sets "benchmark=feat_query.txt:feat_ref.txt" --leakage warn \
+  --fine_not_built "not for PCP features" --baselines "$baselines" \
+  ${audio_model:+--extra_model "$audio_model" --extra_model_eval "datacos_audio=$data/benchmark/audio_query.txt:$data/benchmark/audio_ref.txt"} \
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
 log "done"

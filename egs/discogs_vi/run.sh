@@ -5,6 +5,7 @@
 #   bash egs/discogs_vi/run.sh --stage 6 --covers80_data egs/covers80/data/covers80
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$recipe/../../utils/lib.sh"
+. "$CSI_ROOT/utils/download.sh"
 
 stage=0
 stop_stage=6
@@ -23,8 +24,10 @@ test_features=$CSI_ROOT/conf/features/test.yaml
 train_config=$CSI_ROOT/conf/train/coverhunter.yaml
 exp=$recipe/exp/coverhunter
 covers80_data=""    # egs/covers80 stage-1 data directory: stage 6 also evaluates covers80
+nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--discogs_dir DIR] [--discogs_url URL] [--discogs_name NAME] [--audio_dir DIR] [--download_audio true|false] [--jobs N] [--rate_limit_s S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--covers80_data DIR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--discogs_dir DIR] [--discogs_url URL] [--discogs_name NAME] [--audio_dir DIR] [--download_audio true|false] [--jobs N] [--rate_limit_s S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--covers80_data DIR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
 [ -n "$audio_dir" ] || audio_dir=$download_dir/audio
@@ -56,5 +59,10 @@ if stage_begin 1 "JSONL manifests of the audio present, coverage of each split";
   stage_end
 fi
 
-split_stages "$data" "$exp" "$train_config" "$train_features" "$test_features" "$nj" "$covers80_data"
+[ -z "$covers80_data" ] || [ "$stop_stage" -lt 6 ] || [ -s "$covers80_data/query.txt" ] \
+  || die "$covers80_data/query.txt is missing: run egs/covers80/run.sh --stop_stage 1 --data $covers80_data first"
+"$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" --stage "$stage" --stop_stage "$stop_stage" --nj "$nj" --data "$data" --exp "$exp" \
+  --train_config "$train_config" --train_features "$train_features" --test_features "$test_features" \
+  ${covers80_data:+--extra_eval "covers80=$covers80_data/query.txt:$covers80_data/ref.txt"} \
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
 log "done"

@@ -3,8 +3,7 @@
 # on this machine (no download). The split by work is fixed (hash of the work id) and the
 # val/test works are rendered with instruments, effects and noise never used in training,
 # so stage 6 measures generalisation to unseen works AND unseen timbres.
-#   bash egs/synthcovers/run.sh                        # quick size, every stage (~15 min on 2 cores;
-#                                                      # training budgets are epochs: the same models anywhere)
+#   bash egs/synthcovers/run.sh                        # quick size, every stage (~15 min on 2 cores)
 #   bash egs/synthcovers/run.sh --size full            # every usable work, longer training
 #   bash egs/synthcovers/run.sh --works 20 --stop_stage 1
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,17 +13,15 @@ stage=0
 stop_stage=6
 size=quick        # quick | full: corpus size and training config (conf/train/demo_<size>.yaml)
 works=""          # number of works (or "all"); empty: 400 for quick, all for full
-generated_works=0 # generated train works (new tunes from a melody model fitted on the train works
-                  # only), to grow the training set past the music21 corpus; 0 by default: at the
-                  # quick budget (1,716 steps) 1,800 of them made the model worse (README, Demo results)
+generated_works=0 # generated train works (a melody model fitted on the train works only); 0 by default:
+                  # at the quick budget 1,800 of them made the model worse (README, Demo results)
 seed=0            # corpus seed (renderings; the split does not depend on it)
 val_fraction=0.1  # share of the works for validation (dev MAP, early stopping, g_best)
 test_fraction=0.2 # share of the works held out for testing
 corpus_dir=""     # empty: $recipe/downloads/synthcovers_w<works>_g<generated_works>_s<seed>
 data=""           # empty: $recipe/data/<corpus directory name> (one per corpus: sizes do not clobber each other)
 nj=2
-train_features=$CSI_ROOT/conf/features/test.yaml  # no offline augmentation: the corpus varies the
-                                                  # renderings and training stretches tempo online
+train_features=$CSI_ROOT/conf/features/test.yaml  # no offline augmentation: training stretches tempo online
 test_features=$CSI_ROOT/conf/features/test.yaml
 train_config=""   # empty: conf/train/demo_<size>.yaml
 exp=""            # empty: $recipe/exp/demo_<size>
@@ -32,8 +29,10 @@ align_chunk_s=15  # stage 4: chunk length and hop of the alignment (seconds)
 align_hop_s=1.25
 fine_steps=600    # stage 5: optimizer steps from the coarse model (~5 min on 2 cores), and its learning rate
 fine_lr=0.0005
+nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--generated_works N] [--seed S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_steps N] [--fine_lr LR] [--nproc_per_node N] [--config FILE]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--generated_works N] [--seed S] [--val_fraction F] [--test_fraction F] [--corpus_dir DIR] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_steps N] [--fine_lr LR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
 case $size in
@@ -51,7 +50,7 @@ if stage_begin 0 "render the demo corpus"; then
   signature="works=$works generated=$generated_works seed=$seed val=$val_fraction test=$test_fraction"
   if ! already_done "$corpus_dir/.stage0.done" "$signature"; then
     run_tool make_synth_covers --out_dir "$corpus_dir" --works "$works" --generated_works "$generated_works" \
-      --seed "$seed" --nj "$nj" --val_fraction "$val_fraction" --test_fraction "$test_fraction"
+      --seed "$seed" --nj "$nj" --val_fraction "$val_fraction" --test_fraction "$test_fraction" $([ -t 2 ] || echo --no_progress)
     mark_done "$corpus_dir/.stage0.done" "$signature"
   fi
   stage_end
@@ -71,47 +70,10 @@ if stage_begin 1 "JSONL manifests, the corpus's train/val/test split and the har
   stage_end
 fi
 
-if stage_begin 2 "CQT features"; then
-  split_features "$data" "$train_features" "$test_features" "$nj"
-  features_stage "$data/test_hard" "$test_features" "$nj"
-  run_tool check_leakage "$data/train/full.txt" "$data/val/full.txt" "$data/test_hard/full.txt"
-  stage_end
-fi
-
-# the dev sets of both trainings: val picks the model (early stopping, g_best); test is
-# only monitored, for the learning curve
-dev_sets=(--set "train_path=$data/train/full.txt"
-  --set "val.query_path=$data/val/full.txt" --set "val.ref_path=$data/val/full.txt"
-  --set "test.query_path=$data/test/full.txt" --set "test.ref_path=$data/test/full.txt"
-  --set "early_stopping.dev_set=val")
-
-if stage_begin 3 "coarse training"; then
-  train_stage "$exp" "$train_config" "${dev_sets[@]}"
-  stage_end
-fi
-
-if stage_begin 4 "chunk alignment"; then
-  align_stage "$exp" "$data/train/full.txt" "$exp/align/train.jsonl" --chunk_s "$align_chunk_s" \
-    --hop_s "$align_hop_s" --plot_work "$(head -1 "$data/train/full.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["song"])')"
-  stage_end
-fi
-
-if stage_begin 5 "fine training"; then
-  fine_stage "${exp}_fine" "$train_config" "$exp" "$exp/align/train.jsonl" "${dev_sets[@]}" \
-    --set "max_steps=$fine_steps" --set "max_epochs=1000" --set "learning_rate=$fine_lr"
-  stage_end
-fi
-
-if stage_begin 6 "test-set evaluation"; then
-  # all-vs-all on the held-out works and timbres: every test recording queries the others
-  eval_stage "$exp" "$data/test/full.txt" "$data/test/full.txt" "$exp/eval_test" --plot
-  eval_stage "$exp" "$data/test_hard/full.txt" "$data/test_hard/full.txt" "$exp/eval_test_hard"
-  run_tool plot_learning_curve "$exp" --references "$exp/eval_test/metrics.json" --out "$exp/learning_curve.png"
-  if [ -d "${exp}_fine/pt_model" ]; then
-    eval_stage "${exp}_fine" "$data/test/full.txt" "$data/test/full.txt" "${exp}_fine/eval_test"
-    eval_stage "${exp}_fine" "$data/test_hard/full.txt" "$data/test_hard/full.txt" "${exp}_fine/eval_test_hard"
-    compare_stage "${exp}_fine" "coarse=$exp/eval_test/metrics.json" "fine=${exp}_fine/eval_test/metrics.json"
-  fi
-  stage_end
-fi
+# val picks the model (g_best), test is only monitored (learning curve); stage 6: test and test_hard all-vs-all
+"$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" --stage "$stage" --stop_stage "$stop_stage" --nj "$nj" --data "$data" --exp "$exp" \
+  --train_config "$train_config" --train_features "$train_features" --test_features "$test_features" \
+  --test_sets "test test_hard" --dev_sets "test=$data/test/full.txt" --eval_plot true --learning_curve true \
+  --align_chunk_s "$align_chunk_s" --align_hop_s "$align_hop_s" --align_plot_work first --fine_steps "$fine_steps" --fine_lr "$fine_lr" \
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
 log "done"
