@@ -24,7 +24,7 @@ setup(
         "tqdm",
         "matplotlib",  # evaluation plots (distance histograms, embedding maps)
         "h5py",  # features shipped as HDF5 (Da-TACOS, csi.io.h5features)
-        "numba",  # the best-pairs track distance kernel (csi.eval.best_pairs; torch fallback without it)
+        "numba",  # the best-pairs track distance kernel (csi.scoring.best_pairs; torch fallback without it)
     ],
     extras_require={
         # essentia: the Qmax parity test only (tests/test_qmax.py skips without it)

@@ -102,7 +102,7 @@ def generate(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     are synthesised (room IRs; white, pink, brown noise and babble of other files of the
     split); with them, their files are split train/val like the recordings. Returns a
     summary. ValueError on bad input, before anything is written."""
-    from tqdm import tqdm
+    from csi.utils import progress_bar
 
     from csi.env import write_run_info
     from csi.io.audio import AudioError, probe
@@ -138,7 +138,7 @@ def generate(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
             for k, s in enumerate(("train", "val"))})
     given = split_folder_audio(Path(noise_dir), "noise", train_fraction, seed) if noise_dir is not None else None
     index = {name: i for i, name in enumerate(sorted(usable))}
-    bar = tqdm(total=len(usable), desc="pairs", unit="file", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(usable), desc="pairs", unit="file", disable=not progress, file=sys.stderr)
     counts, sample_pairs = {}, []
     for s, files in split.items():
         noises, clips = (given[s], []) if given is not None else generated_noises(s, files, root, seed)

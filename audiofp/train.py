@@ -165,7 +165,7 @@ class Trainer:
 
     def fit(self, train_set, val_set, progress: bool = True,
             on_epoch: Callable[[dict], None] | None = None) -> dict:
-        from tqdm import tqdm
+        from csi.utils import progress_bar
 
         t = self.cfg.train
         self.write_config()
@@ -182,7 +182,7 @@ class Trainer:
             loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches)
             started, total, count = time.time(), 0.0, 0
             self.model.train()
-            for anchor, positive in tqdm(loader, desc=f"epoch {self.epoch + 1}", disable=not progress, leave=False):
+            for anchor, positive in progress_bar(loader, desc=f"epoch {self.epoch + 1}", disable=not progress, leave=False):
                 loss, _ = self._batch_loss(anchor, positive, generator)
                 self.optimizer.zero_grad()
                 loss.backward()

@@ -67,11 +67,12 @@ from typing import Callable, Iterable
 
 import yaml
 
+from csi.config import apply_overrides  # noqa: F401  (part of the tool API)
 from csi.registry import ConfigError
 from csi.utils import check_device_name, resolve_device  # noqa: F401  (part of the tool API)
 
 __all__ = ["ToolError", "add_device_arg", "check_device_name", "resolve_device", "add_progress_arg", "add_set_arg",
-           "apply_overrides", "add_renamed_arg", "setup_logging", "run_tool_main", "LOG_FORMAT"]
+           "apply_overrides", "add_renamed_arg", "require_options", "setup_logging", "run_tool_main", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -125,32 +126,6 @@ def add_set_arg(parser: argparse.ArgumentParser, what: str = "the config") -> No
                         help=f"override a key of {what} (a.b=VALUE for nested keys; VALUE read as YAML; repeatable)")
 
 
-def apply_overrides(config: dict, assignments: Iterable[str], where: str = "--set") -> dict:
-    """Set each ``key.sub=VALUE`` of ``assignments`` in ``config`` (in place; also returned).
-
-    VALUE is read as a YAML scalar or flow list/mapping. A malformed assignment, or a key
-    path through a value that is not a mapping, is a ConfigError naming ``where``."""
-    for assignment in assignments:
-        key, sep, text = assignment.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"{where}: --set expects KEY=VALUE (KEY: name or a.b.c), got {assignment!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{where}: --set {key}: value {text!r} is not valid YAML: "
-                              f"{' '.join(str(e).split())}") from None
-        *parents, leaf = key.split(".")
-        node = config
-        for depth, part in enumerate(parents):
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                path = ".".join(parents[:depth + 1])
-                raise ConfigError(f"{where}: --set {key}: {path} is {node!r}, not a mapping")
-        node[leaf] = value
-    return config
 
 
 class _RenamedOption(argparse.Action):
@@ -168,6 +143,14 @@ def add_renamed_arg(parser: argparse.ArgumentParser, old: str, new: str, type: C
     Make ``new`` not ``required`` and check it after parsing, so that either spelling works."""
     parser.add_argument(old, dest=new.lstrip("-"), action=_RenamedOption, new=new, type=type,
                         help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+
+
+def require_options(parser: argparse.ArgumentParser, args: argparse.Namespace, *options: str) -> None:
+    """A usage error (exit 2) naming each of ``options`` (``--out_dir``, ...) that was not given
+    in either spelling (the options a renamed alias stands for cannot be ``required``)."""
+    missing = [o for o in options if getattr(args, o.lstrip("-"), None) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
 
 
 # ---- logging and the exit status ---------------------------------------------------------

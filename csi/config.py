@@ -10,6 +10,9 @@
   ``Optional`` (a list or mapping field passes it on to the dataclass's own checks).
 - ``dataclasses.InitVar`` pseudo-fields are accepted keys that ``__post_init__`` checks or
   uses but that are not stored (not in ``to_dict``, so not in a resolved run record).
+- ``base: FILE`` (or a list of files; relative to the file naming them) layers a config on
+  others (``load_config``): the bases are merged in order, then the file's own keys over
+  them — mappings key by key, anything else replaced; a circle of bases is an error.
 - ``IGNORED_KEYS: ClassVar[dict[str, str]] = {key: why}`` on a dataclass: keys of a
   reference file that are accepted and have no effect. Each one present logs one warning
   ``<where>: <key>: ignored — <why>`` (logger ``csi.config``) and is dropped.
@@ -20,7 +23,7 @@ import dataclasses
 import logging
 import os
 import typing
-from typing import Any, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
@@ -42,6 +45,47 @@ def load_yaml(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+BASE_KEY = "base"
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """A YAML mapping with its ``base:`` chain merged (module docstring); the result has no
+    ``base`` key."""
+    return _layered(os.path.normpath(os.fspath(path)), ())
+
+
+def _layered(path: str, chain: tuple[str, ...]) -> dict:
+    if path in chain:
+        raise ConfigError(f"{path}: base: a circle of bases ({' -> '.join(chain + (path,))})")
+    data = load_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: base: expected a file name or a list of file names, got {bases!r}")
+    merged: dict = {}
+    for base in bases:
+        base_path = os.path.normpath(base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base))
+        if not os.path.isfile(base_path):
+            raise ConfigError(f"{path}: base: {base}: file not found ({base_path})")
+        merged = merge_configs(merged, _layered(base_path, chain + (path,)))
+    return merge_configs(merged, data)
+
+
+def merge_configs(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    """``over`` layered on ``base``: mappings merged key by key (recursively), any other value
+    of ``over`` (a scalar, a list, null) replacing ``base``'s."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config",
@@ -140,3 +184,31 @@ def _dataclass_in(hint: Any) -> type | None:
         if dataclasses.is_dataclass(arg):
             return arg
     return None
+
+
+def apply_overrides(config: dict, assignments: Iterable[str], where: str = "--set") -> dict:
+    """Set each ``key.sub=VALUE`` of ``assignments`` in ``config`` (in place; also returned).
+
+    VALUE is read as a YAML scalar or flow list/mapping. A malformed assignment, or a key
+    path through a value that is not a mapping, is a ConfigError naming ``where``."""
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{where}: --set expects KEY=VALUE (KEY: name or a.b.c), got {assignment!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where}: --set {key}: value {text!r} is not valid YAML: "
+                              f"{' '.join(str(e).split())}") from None
+        *parents, leaf = key.split(".")
+        node = config
+        for depth, part in enumerate(parents):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                path = ".".join(parents[:depth + 1])
+                raise ConfigError(f"{where}: --set {key}: {path} is {node!r}, not a mapping")
+        node[leaf] = value
+    return config

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from csi.embed import ChunkPolicy, LoadedModel, best_or_given, embed_records, open_model
+from csi.chunking import ChunkPolicy
+from csi.embed import embed_records
+from csi.modeldir import LoadedModel, open_model
 
 log = logging.getLogger("csi.hear")
 
@@ -49,7 +51,7 @@ class HearModel(torch.nn.Module):
 
 def load_model(model_dir: str = "", checkpoint: str | int | None = None, device: Any = "auto") -> HearModel:
     """The model of a csi model directory (``g_best`` if there is one, else the latest epoch)."""
-    return HearModel(open_model(model_dir, best_or_given(model_dir, checkpoint), device))
+    return HearModel(open_model(model_dir, checkpoint, device))
 
 
 def _model_audio(audio, model: HearModel, sample_rate: int | None) -> np.ndarray:

@@ -4,9 +4,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from tqdm import tqdm
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: audio whose peak is below this is "silent" (stage 2 and queries)
 
@@ -76,3 +80,72 @@ def resolve_device(name: "str | object | None" = "auto"):
         if device.index is not None and device.index >= count:
             raise ConfigError(f"device {name}: this machine has {count} CUDA device(s)")
     return device
+
+
+
+LOG_PROGRESS_EVERY_S = 30.0   # a progress line this often when the output is a file, not a terminal
+
+
+class _LineProgress:
+    """A progress display for log files: tqdm's status line, written as a whole line at most
+    every ``mininterval`` seconds and once at the end (no ``\r`` frames). Iterates, and takes
+    ``update``/``close`` and ``with``, like the tqdm bars the code uses."""
+
+    def __init__(self, iterable=None, total=None, desc="", unit="it", unit_scale=False, mininterval=30.0,
+                 file=None, **_ignored):
+        self.iterable, self.desc, self.unit, self.unit_scale = iterable, desc or "", unit, unit_scale
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.fp, self.mininterval = file, mininterval
+        self.n, self.start = 0, time.monotonic()
+        self._last_write, self._shown, self._closed = self.start, None, False
+
+    def __iter__(self):
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        if time.monotonic() - self._last_write >= self.mininterval:
+            self._write()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._write()
+
+    def _write(self) -> None:
+        self._last_write = time.monotonic()
+        if self.n == self._shown:
+            return
+        self._shown = self.n
+        self.fp.write(tqdm.format_meter(self.n, self.total, self._last_write - self.start, ncols=100,
+                                        prefix=self.desc, unit=self.unit, unit_scale=self.unit_scale, ascii=True) + "\n")
+        self.fp.flush()
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm progress bar on a terminal; written to a file (a recipe's log), one whole line
+    at most every ``LOG_PROGRESS_EVERY_S`` seconds instead of carriage-return frames. Takes
+    tqdm's arguments (``disable``, ``total``, ``desc``, ``unit``, ``file``, ...)."""
+    stream = kwargs.pop("file", None) or sys.stderr
+    if kwargs.get("disable") or _is_terminal(stream):
+        return tqdm(iterable, file=stream, **kwargs)
+    kwargs.update(mininterval=max(float(kwargs.get("mininterval", 0)), LOG_PROGRESS_EVERY_S), ncols=100)
+    return _LineProgress(iterable, file=stream, **kwargs)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -299,14 +299,14 @@ def choose_works(works: int | None, seed: int, cache_dir: str | os.PathLike | No
                  progress: bool = False) -> tuple[list[WorkSpec], dict]:
     """Discover the corpus (cached) and select ``works`` works (None: all); validation of
     candidates runs in ``pool`` when given. Returns the works and the catalog."""
-    from tqdm import tqdm
+    from csi.utils import progress_bar
 
     cache = corpus.prepare_cache_dir(cache_dir)
     corpus.configure_music21(cache)
     catalog = corpus.discover(cache)
     validator = corpus.Validator(cache)
     mapper = map if pool is None else pool.imap
-    bar = (lambda it, total: tqdm(it, total=total, desc="validate", unit="cand", disable=not progress or total < 32))
+    bar = (lambda it, total: progress_bar(it, total=total, desc="validate", unit="cand", disable=not progress or total < 32))
 
     def fetch(cands):
         validator.fetch(cands, mapper, bar)
@@ -347,7 +347,7 @@ def make_synth_covers(out: str, works: int | None, seed: int, nj: int = 1, min_v
     NotEnoughWorks or SplitError (before rendering anything) when the works asked for
     cannot be provided or split, and generate.LeakageError when generated works cannot be
     fitted on train works alone."""
-    from tqdm import tqdm
+    from csi.utils import progress_bar
 
     cfg = settings(out, seed, sr=sr, min_versions=min_versions, max_versions=max_versions, max_dur=max_dur,
                    train_versions=train_versions)
@@ -372,7 +372,7 @@ def make_synth_covers(out: str, works: int | None, seed: int, nj: int = 1, min_v
         else:
             results = pool.imap(_build, specs)
         records: list[dict] = []
-        for recs in tqdm(results, total=len(specs), desc="make_synth_covers", unit="work", disable=not progress):
+        for recs in progress_bar(results, total=len(specs), desc="make_synth_covers", unit="work", disable=not progress):
             records.extend(recs)
         timing["render_s"] = round(time.time() - t0, 1)
     except BaseException:

@@ -38,12 +38,12 @@ Two versions of a work:
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Iterable, Mapping, Sequence
+
+from csi.io import tempo_copy
 
 Record = Mapping[str, Any]
 CROSS_SOURCE = ("phrase", "none")
-_TEMPO_COPY = re.compile(r"sp_([0-9.eE+-]+)-(.+)")
 
 
 class NoTruth(ValueError):
@@ -56,16 +56,7 @@ class NoTruth(ValueError):
 def speed(rec: Record) -> float:
     """The tempo factor k of a feature-stage copy (``aug.tempo``, else the ``sp_<k>-``
     prefix of its utt); 1.0 for a rendered recording."""
-    aug = rec.get("aug") or {}
-    if aug.get("tempo"):
-        return float(aug["tempo"])
-    m = _TEMPO_COPY.fullmatch(str(rec.get("utt", "")))
-    if m:
-        try:
-            return float(m.group(1))
-        except ValueError:
-            pass
-    return 1.0
+    return tempo_copy.factor(rec)
 
 
 def seconds_per_quarter(rec: Record) -> float:
@@ -236,10 +227,10 @@ def record_for(utt: str, records_by_utt: Mapping[str, Record]) -> Record | None:
     dataset.txt has only the rendered recordings) is made from its source's record."""
     if utt in records_by_utt:
         return records_by_utt[utt]
-    m = _TEMPO_COPY.fullmatch(utt)
-    if m and m.group(2) in records_by_utt:
-        k = float(m.group(1))
-        src = dict(records_by_utt[m.group(2)])
+    parsed = tempo_copy.parse(utt)
+    if parsed and parsed[1] in records_by_utt:
+        k = parsed[0]
+        src = dict(records_by_utt[parsed[1]])
         aug = {"tempo": k, **{key: v for key, v in (src.get("aug") or {}).items() if key != "tempo"}}
         dur = src.get("dur_s")
         return {**src, "utt": utt, "aug": aug, **({"dur_s": round(float(dur) / k, 3)} if dur is not None else {})}

@@ -9,6 +9,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def train_config(name: str) -> dict:
+    """``conf/train/<name>.yaml`` resolved (its ``base:`` layers merged) in the flat hparams layout."""
+    from csi.config import load_config
+    from csi.modeldir import flat_hparams
+    return flat_hparams(load_config(REPO / "conf" / "train" / f"{name}.yaml"), name)
+
+
 def local_module(recipe: str, name: str):
     """Import ``egs/<recipe>/local/<name>.py`` (recipe-only code, not part of a package) as the
     recipe's own scripts see it: with ``egs/<recipe>/local`` on ``sys.path``."""

@@ -54,8 +54,8 @@ class MeanModel(EmbeddingModel):
 
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory):
-    from csi.embed import ModelCard, write_card
-    from csi.embed.frontend import resolve_frontend
+    from csi.modeldir import ModelCard, write_card
+    from csi.features.frontend import resolve_frontend
 
     MODELS.register("align_mean")(MeanModel)
     root = tmp_path_factory.mktemp("align_model")
@@ -105,7 +105,7 @@ def _records(tmp_path):
 
 def test_alignment_recovers_shift_zero_and_tempo_copies(toy_model, tmp_path):
     from csi.align.aligner import AlignStats
-    from csi.embed import open_model
+    from csi.modeldir import open_model
 
     records, manifest = _records(tmp_path)
     loaded = open_model(toy_model, device="cpu")
@@ -155,7 +155,7 @@ def test_alignment_tool_and_plot(toy_model, tmp_path):
 def test_aligned_chunks_put_positives_at_the_mapped_position(toy_model, tmp_path):
     from csi.align.aligner import AlignStats
     from csi.data.aligned import AlignedChunkDataset, AnchoredSampler
-    from csi.embed import open_model
+    from csi.modeldir import open_model
 
     records, manifest = _records(tmp_path)
     loaded = open_model(toy_model, device="cpu")

@@ -16,7 +16,7 @@ from csi.baselines.chroma import pitch_class_offset
 from csi.baselines.chroma_mean import chroma_mean_vector, shift_min_cosine_distances
 from csi.baselines.ftm2d import beat_rate_chroma, ftm2d_patches, ftm2d_vector
 from csi.baselines.mean_cqt import mean_cqt_vector
-from csi.eval.metrics import retrieval_metrics
+from csi.scoring.metrics import retrieval_metrics
 from tools import eval_baseline
 
 SILENCE = -100.0
@@ -141,7 +141,7 @@ def test_chance_metrics_match_constant_distances_and_random_rankings():
     r_labels = list(rng.integers(0, 5, 13)) + [None]
     exclude = rng.random((10, 14)) < 0.15
     exact = chance_metrics(q_labels, r_labels, exclude)
-    # tied distances count as the expectation over a random order (csi.eval.metrics)
+    # tied distances count as the expectation over a random order (csi.scoring.metrics)
     tied = retrieval_metrics(np.zeros((10, 14)), q_labels, r_labels, exclude).metrics
     for k in ("MAP", "MR1", "P@10", "HR@1", "HR@10", "queries", "queries_without_relevant"):
         assert exact[k] == pytest.approx(tied[k]), k
@@ -179,7 +179,7 @@ def test_small_retrieval_example_by_hand(tmp_path):
 
 
 def test_tempo_copies_are_excluded(tmp_path):
-    from csi.eval.metrics import same_source_pairs
+    from csi.scoring.metrics import same_source_pairs
 
     _, records = write_records(tmp_path, [
         ("v1", "a", notes([36])), ("sp_0.9-v1", "a", notes([36])), ("v2", "a", notes([38, 41])),

@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from csi.eval.calibration import Calibration, CalibrationMismatch, expected_calibration_error, fit_isotonic, fit_platt
+from csi.scoring.calibration import Calibration, CalibrationMismatch, expected_calibration_error, fit_isotonic, fit_platt
 
 
 def test_platt_fit_recovers_a_logistic_relation_and_ece_tells_calibration():
@@ -60,8 +60,8 @@ def test_calibration_of_another_model_or_distance_is_refused(tmp_path):
 
 
 def test_tool_writes_calibration_that_identify_prints(tmp_path, capsys):
-    from csi.embed import ModelCard, write_card
-    from csi.embed.frontend import resolve_frontend
+    from csi.modeldir import ModelCard, write_card
+    from csi.features.frontend import resolve_frontend
     from csi.models import build_model
     from tools import build_index, calibrate_matches, identify
 

@@ -41,10 +41,10 @@ TOOLS = {
     "alignment_for_frames": (["missing_model", "missing.txt", "out.jsonl"], True),
     "compare_metrics": (["a=missing.json"], False),
     "calibrate_matches": (["missing_model", "missing.txt", "out"], True),
-    "generate_training_dataset": (["-i", "missing_dir"], True),
-    "train_fingerprinter": (["-o", "out", "static", "-tp", "missing_train", "-vp", "missing_val"], True),
+    "generate_training_dataset": (["--input", "missing_dir"], True),
+    "train_fingerprinter": (["--out_dir", "out", "static", "--train_path", "missing_train", "--val_path", "missing_val"], True),
     "generate_fingerprints": (["missing_model", "missing_dir", "--out_dir", "out"], True),
-    "create_faiss_indexes": (["-i", "missing_fp", "-n", "refs"], False),
+    "create_faiss_indexes": (["--input", "missing_fp", "--name", "refs"], False),
     "identify_fingerprint": (["missing_db", "missing.wav"], False),
     "eval_fingerprint": (["missing_db", "missing_refs", "--out_dir", "out"], False),
 }
@@ -206,7 +206,7 @@ def test_reference_decoy_keys_load_with_one_warning_each(caplog):
 
 
 def test_chunk_s_and_cqt_hop_must_match_the_front_end(caplog):
-    from csi.embed.frontend import resolve_frontend
+    from csi.features.frontend import resolve_frontend
     from csi.train.trainer import check_reference_keys
 
     cqt = resolve_frontend({"name": "coverhunter_cqt"})

@@ -92,7 +92,8 @@ def _corpus(root, n_works=4, per_work=3):
                                       {"name": "coverhunter_cqt", "hop_s": 0.02}], ids=["toy_bands", "cqt_8k_50fps"])
 def test_registered_components_train_and_evaluate_from_audio(toys, tmp_path, frontend):
     from tools import build_index, eval_testset, extract_csi_features, identify, train
-    from csi.embed import embed_records, open_model
+    from csi.embed import embed_records
+    from csi.modeldir import open_model
 
     records = _corpus(tmp_path)
     data = tmp_path / "data"
@@ -153,8 +154,8 @@ def test_registered_components_train_and_evaluate_from_audio(toys, tmp_path, fro
 
 def test_front_end_mismatch_is_refused(toys, tmp_path):
     """Features made by one front end are not embedded by a model of another."""
-    from csi.embed.frontend import FrontEnd, resolve_frontend
-    from csi.embed.reader import FeatureReader, FrontEndMismatch
+    from csi.features.frontend import FrontEnd, resolve_frontend
+    from csi.features.reader import FeatureReader, FrontEndMismatch
     from csi.features.store import FeatureStore
 
     store = FeatureStore(tmp_path / "store", {"sr": SR, "frontend": {"name": "toy_bands", "n_bands": 24}}).open()

@@ -130,7 +130,7 @@ def test_import_leaves_bad_files_out(tmp_path):
 
 
 def test_pcp_front_end_refuses_audio():
-    from csi.embed.frontend import resolve_frontend
+    from csi.features.frontend import resolve_frontend
     from csi.registry import ConfigError
 
     fe = resolve_frontend({"name": "datacos_pcp", "source": "hpcp"})
@@ -259,9 +259,9 @@ def _acoss_style_map(dist, labels, queries):
 
 
 def test_metrics_follow_acoss_on_the_benchmark_protocol():
-    """csi.eval.metrics with the benchmark protocol (multi-version performances as queries,
+    """csi.scoring.metrics with the benchmark protocol (multi-version performances as queries,
     every performance as reference, the query's own entry excluded) equals acoss's MAP."""
-    from csi.eval.metrics import retrieval_metrics, same_source_pairs
+    from csi.scoring.metrics import retrieval_metrics, same_source_pairs
 
     rng = np.random.default_rng(3)
     labels = [f"W_{w}" for w in range(6) for _ in range(4)] + [f"W_n{k}" for k in range(5)]

@@ -9,9 +9,11 @@ import pytest
 import torch
 import yaml
 
-from csi.eval.distance import ChunkDistances, naive_track_distances, track_mean_embeddings
-from csi.embed import ChunkPolicy, FeatureReader, embed_records
-from csi.embed.frontend import COVERHUNTER_CQT, resolve_frontend
+from csi.scoring.distance import ChunkDistances, naive_track_distances, track_mean_embeddings
+from csi.chunking import ChunkPolicy
+from csi.embed import embed_records
+from csi.features.reader import FeatureReader
+from csi.features.frontend import COVERHUNTER_CQT, resolve_frontend
 from csi.eval.dev_map import evaluate_map, track_distances
 
 POLICY = ChunkPolicy(40, 40, 2)
@@ -19,7 +21,7 @@ POLICY = ChunkPolicy(40, 40, 2)
 
 def _reader():
     return FeatureReader(resolve_frontend(COVERHUNTER_CQT), 96)
-from csi.eval.metrics import (average_precisions, mean_average_precision, retrieval_metrics, same_source_pairs,
+from csi.scoring.metrics import (average_precisions, mean_average_precision, retrieval_metrics, same_source_pairs,
                               source_of_utt)
 from tools import eval_testset
 
@@ -538,10 +540,10 @@ def test_best_pairs_with_many_segments_ties_and_hubs(best_k):
 
 @pytest.mark.parametrize("best_k", [1, 2, 3])
 def test_best_pairs_numba_and_torch_agree(best_k, monkeypatch):
-    """Both implementations of the greedy (csi.eval.best_pairs) on one block with ties."""
+    """Both implementations of the greedy (csi.scoring.best_pairs) on one block with ties."""
     import torch
 
-    from csi.eval import best_pairs
+    from csi.scoring import best_pairs
 
     rng = np.random.default_rng(best_k)
     c_q, n_q, c_r, tiles, tile = 7, 3, 6, 2, 4

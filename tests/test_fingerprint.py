@@ -126,7 +126,7 @@ def test_database_identifies_a_planted_noisy_snippet(trained, tmp_path, capsys):
                                        "--no_progress", "--device", "cpu"]) == 0
     assert "short" in (fp / "skipped.txt").read_text()
     db = tmp_path / "db"
-    assert create_faiss_indexes.main(["-i", str(fp), "-n", "refs", "-o", str(db), "--type", "flat"]) == 0
+    assert create_faiss_indexes.main(["--input", str(fp), "--name", "refs", "--out_dir", str(db), "--type", "flat"]) == 0
     ids = json.loads((db / "refs.json").read_text())
     assert ids["hop_s"] == 0.5 and ids["ids"][1] == ["rec0", 0.5] and len(ids["ids"]) == 5 * 23
     rng = np.random.default_rng(3)
@@ -188,8 +188,8 @@ def test_train_fingerprinter_dynamic_mode(tmp_path, capsys):
         sf.write(wavs / f"r{i}.wav", _recording(10 + i, seconds=5.0), SR)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"model": TINY, "train": {"file_group": 2}}))
     out = tmp_path / "model"
-    assert train_fingerprinter.main(["-ep", "1", "-bs", "4", "--config", str(tmp_path / "tiny.yaml"), "-o", str(out),
-                                     "--no_progress", "dynamic", "-p", str(wavs), "-n", "4"]) == 0
+    assert train_fingerprinter.main(["--epochs", "1", "--batch_size", "4", "--config", str(tmp_path / "tiny.yaml"), "--out_dir", str(out),
+                                     "--no_progress", "dynamic", "--path", str(wavs), "--segments", "4"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs"] == 1 and (out / "best.pt").exists()
     record = yaml.safe_load((out / "train_fingerprinter.yaml").read_text())

@@ -177,7 +177,7 @@ def _run_tool(argv, cwd):
 
 def test_tool_writes_shards_maps_samples_and_skipped(tmp_path):
     _write_corpus(tmp_path / "wavs")
-    r = _run_tool(["-i", "wavs", "-n", "3", "-tr", "0.5", "--seed", "1", "--no_progress", "--shard_size", "4"],
+    r = _run_tool(["--input", "wavs", "--segments", "3", "--train_fraction", "0.5", "--seed", "1", "--no_progress", "--shard_size", "4"],
                   tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "Dataset_5"
@@ -204,8 +204,8 @@ def test_tool_writes_shards_maps_samples_and_skipped(tmp_path):
     assert len(list((out / "Samples").glob("*_anchor.wav"))) == 4
     assert len(list((out / "Samples").glob("*_positive.wav"))) == 4
     assert (out / "generate_training_dataset.yaml").exists()
-    again = _run_tool(["-i", "wavs", "-n", "3", "-tr", "0.5", "--seed", "1", "--no_progress", "--shard_size", "4",
-                       "-o", "again"], tmp_path)
+    again = _run_tool(["--input", "wavs", "--segments", "3", "--train_fraction", "0.5", "--seed", "1", "--no_progress", "--shard_size", "4",
+                       "--out_dir", "again"], tmp_path)
     assert again.returncode == 0, again.stderr
     with np.load(out / "val_set" / "pairs_00001.npz") as x, np.load(tmp_path / "again/val_set/pairs_00001.npz") as y:
         assert all(np.array_equal(x[k], y[k]) for k in ("anchor", "positive", "file_index", "start_s"))

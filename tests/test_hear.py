@@ -15,8 +15,8 @@ HP = {"model": "pitch_cnn", "input_dim": 96, "embed_dim": 24, "channels": [8, 8]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from csi.embed import ModelCard, write_card
-    from csi.embed.frontend import resolve_frontend
+    from csi.modeldir import ModelCard, write_card
+    from csi.features.frontend import resolve_frontend
     from csi.models import build_model
 
     root = tmp_path_factory.mktemp("hear_model")
@@ -54,7 +54,8 @@ def test_attributes_and_shapes_on_white_noise(model_dir):
 
 
 def test_agrees_with_the_one_embedding_path_and_batches_do_not_mix(model_dir, tmp_path):
-    from csi.embed import embed_records, open_model
+    from csi.embed import embed_records
+    from csi.modeldir import open_model
 
     model = hear.load_model(str(model_dir), device="cpu")
     audio = _noise(2, 5.0, seed=1)

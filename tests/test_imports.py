@@ -1,5 +1,6 @@
-"""Every module of ``csi`` imports on its own, and no two modules import each other
-(directly or round a longer circle), counting the imports inside functions too."""
+"""Every module of ``csi`` imports on its own, no two modules import each other (directly or
+round a longer circle), and no package imports one on a floor above it — counting the
+imports inside functions too."""
 import ast
 import subprocess
 import sys
@@ -7,10 +8,27 @@ import sys
 from tests.helpers import REPO
 
 
-def csi_modules() -> dict[str, object]:
-    """``module name -> path`` of every module and package under ``csi/``."""
+# The floors, bottom first: a module may import its own package and the floors below it.
+# csi's packages, then the sibling packages built on csi, then the command-line tools.
+FLOORS = [
+    "csi.registry", "csi.utils", "csi.io", "csi.env", "csi.config",
+    "csi.features", "csi.losses", "csi.chunking", "csi.models", "csi.scoring", "csi.baselines",
+    "csi.data", "csi.modeldir", "csi.embed", "csi.align", "csi.index", "csi.eval", "csi.train",
+    "csi.cli", "csi.hear", "csi",
+    "synthcovers", "audiofp", "tools",
+]
+
+
+def floor_of(module: str) -> int:
+    """The floor of a module: that of the longest FLOORS entry it is in."""
+    best = max((f for f in FLOORS if module == f or module.startswith(f + ".")), key=len)
+    return FLOORS.index(best)
+
+
+def csi_modules(roots: tuple[str, ...] = ("csi",)) -> dict[str, object]:
+    """``module name -> path`` of every module and package under the ``roots`` directories."""
     mods = {}
-    for path in sorted((REPO / "csi").rglob("*.py")):
+    for path in sorted(p for root in roots for p in (REPO / root).rglob("*.py")):
         parts = path.relative_to(REPO).with_suffix("").parts
         mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return mods
@@ -75,6 +93,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if len(component) > 1:
                     found.append(sorted(component))
     return found
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for every import of a module on a higher floor."""
+    return sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if floor_of(b) > floor_of(a))
+
+
+def test_no_package_imports_one_above_it():
+    graph = import_graph(csi_modules(("csi", "synthcovers", "audiofp", "tools")))
+    assert graph["csi.embed.embedder"] and graph["tools.train"]
+    assert upward_imports(graph) == []
+    assert upward_imports({"csi.io.audio": {"csi.train.trainer"}, "csi.train.trainer": {"csi.io.audio"}}) == [
+        "csi.io.audio -> csi.train.trainer"]
+    assert floor_of("csi.modeldir") > floor_of("csi.models") and floor_of("csi") < floor_of("tools")
 
 
 def test_no_import_circles():

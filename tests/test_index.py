@@ -92,8 +92,8 @@ def test_aggregation_to_recordings_and_works():
 def test_rank_by_the_models_track_distance(kind, atol, distance):
     """With a best-pairs (or mean) model, the recordings hit are scored 1 - distance over all
     their stored chunks: the same as the evaluation's distance (exact up to PQ decoding)."""
-    from csi.embed import Matching
-    from csi.eval.distance import naive_track_distances
+    from csi.scoring.matching import Matching
+    from csi.scoring.distance import naive_track_distances
 
     data = clustered_vectors(1200, dim=32, seed=3)
     owners = np.arange(1200) // 10
@@ -185,8 +185,8 @@ def collection(tmp_path_factory):
             path = root / f"w{w}v{v}.wav"
             sf.write(path, tone_audio(10 + 3 * v, SR, seed=10 * w + v), SR)
             records.append({"utt": f"w{w}v{v}", "wav": str(path), "song": f"work{w}", "version": f"v{v}"})
-    from csi.embed import read_card
-    from csi.embed.reader import FeatureReader
+    from csi.modeldir import read_card
+    from csi.features.reader import FeatureReader
     np.save(root / "w2v1.npy", FeatureReader(read_card(model_dir).frontend).audio_features(records[-1]["wav"])
             .astype(np.float16))
     records[-1]["feat"] = str(root / "w2v1.npy")

@@ -2,8 +2,10 @@
 written to and read from the card, and the default of every consumer's chunking."""
 import pytest
 
-from csi.embed import Matching, ModelCard, resolve_frontend
-from csi.embed.frontend import COVERHUNTER_CQT
+from csi.features.frontend import resolve_frontend
+from csi.modeldir import ModelCard
+from csi.scoring.matching import Matching
+from csi.features.frontend import COVERHUNTER_CQT
 from csi.registry import ConfigError
 from csi.train.config import parse_hparams
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from csi.baselines import BaselineError, evaluate_baselines
-from csi.eval.metrics import retrieval_metrics
+from csi.scoring.metrics import retrieval_metrics
 from csi.eval.rerank import RerankedDistances, check_rerank_frontend, reranked_rows, top_k_pairs
 
 
@@ -57,7 +57,7 @@ def test_rerank_skips_excluded_pairs_and_keeps_the_rest_of_the_ranking():
 
 
 def test_rerank_refuses_a_front_end_it_cannot_align():
-    from csi.embed.frontend import resolve_frontend
+    from csi.features.frontend import resolve_frontend
 
     assert check_rerank_frontend(resolve_frontend({"name": "coverhunter_cqt"})) == (32.0, 25.0)
     with pytest.raises(BaselineError, match="12-bins-per-octave CQT; the model's front end is datacos_pcp"):

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from csi.io.manifest import read_manifest
-from tests.helpers import REPO, run_bash
+from tests.helpers import REPO, run_bash, train_config
 
 pytest.importorskip("music21")
 pytest.importorskip("tinysoundfont")
@@ -45,7 +45,7 @@ def test_demo_recipe_stages_0_2(tmp_path):
     assert again.stderr.count("already done") == 6
 
     # stages 3-6 with a tiny model: train a few steps, align, fine-tune, evaluate both
-    conf = yaml.safe_load((REPO / "conf" / "train" / "demo_quick.yaml").read_text())
+    conf = train_config("demo_quick")
     conf.update(max_steps=6, max_epochs=1, chunk_frame=[50], channels=[8, 8], time_pool=[2, 2], embed_dim=32,
                 batch_size=8, m_per_class=2)  # 9 training works
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(conf))

@@ -11,13 +11,13 @@ import torch
 import yaml
 
 import csi
-from csi.eval.metrics import average_precisions, mean_average_precision
+from csi.scoring.metrics import average_precisions, mean_average_precision
 from csi.registry import ConfigError
 from csi.train import checkpoint as ckpt
 from csi.train.config import parse_hparams
 from csi.train.distributed import Context
 from csi.train.trainer import Trainer, TrainingError
-from tests.helpers import REPO
+from tests.helpers import REPO, train_config
 
 CPU = Context(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
@@ -187,7 +187,7 @@ def test_an_epoch_budget_gives_the_same_weights_twice(tmp_path):
 
 def test_demo_configs_budget_epochs_not_minutes():
     for name in ("demo_quick", "demo_many_works", "demo_full", "demo_coverhunter", "bytecover_small", "demo_segments"):
-        cfg = yaml.safe_load((REPO / "conf" / "train" / f"{name}.yaml").read_text())
+        cfg = train_config(name)
         assert cfg.get("max_steps") or cfg["max_epochs"] <= 60, name
         assert cfg.get("max_minutes") is None or cfg["max_minutes"] >= 60, name     # only a guard
 

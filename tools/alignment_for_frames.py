@@ -72,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
 def align(args: argparse.Namespace) -> int:
     from csi.align.aligner import AlignSettings, AlignStats, align_collection, header, write_alignments
     from csi.align.plot import check_plot_works, plot_work
-    from csi.embed import best_or_given, open_model
+    from csi.modeldir import open_model
     from csi.env import write_run_info
     from csi.io.manifest import read_manifest
 
     t0 = time.time()
     records = read_manifest(args.data_path, required=("utt", "song"))
     check_plot_works(records, args.plot_work)
-    loaded = open_model(args.model_dir, best_or_given(args.model_dir, args.checkpoint), args.device)
+    loaded = open_model(args.model_dir, args.checkpoint, args.device)
     settings = AlignSettings(args.chunk_s, args.hop_s, args.match, args.tol_s, args.max_tempo_ratio,
                              args.max_pairs_per_work or None, args.seed, args.batch_size)
     stats = AlignStats()

@@ -48,13 +48,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
-    from csi.embed import best_or_given, open_model
+    from csi.modeldir import open_model
     from csi.env import write_run_info
-    from csi.eval.calibration import (expected_calibration_error, fit_isotonic, fit_platt, reliability_plot,
-                                      split_by_work, top1_matches)
+    from csi.eval.top1 import top1_matches
+    from csi.scoring.calibration import (expected_calibration_error, fit_isotonic, fit_platt, reliability_plot,
+                                         split_by_work)
     from csi.io.manifest import read_manifest
 
-    loaded = open_model(args.model_dir, best_or_given(args.model_dir, args.checkpoint), args.device)
+    loaded = open_model(args.model_dir, args.checkpoint, args.device)
     records = read_manifest(args.val_manifest, required=("utt", "song"))
     distance, correct, works = top1_matches(loaded, records, args.batch_size, not args.no_progress)
     fit = split_by_work(works, args.fit_fraction)

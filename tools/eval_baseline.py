@@ -12,7 +12,7 @@ and Qmax alignment of every track pair; its pairs aligned and pairs/s are printe
 2M pairs are refused: re-rank an embedding search instead), ``mean_cqt`` (mean CQT, not
 key-invariant); ``--system`` may
 be repeated or comma-separated (default ``all``). A query never ranks its own recording nor,
-unless ``--keep_tempo_copies``, its tempo copies (``csi.eval.metrics.same_source_pairs``).
+unless ``--keep_tempo_copies``, its tempo copies (``csi.scoring.metrics.same_source_pairs``).
 
 Prints the metrics of ``tools.eval_testset`` (MAP, MR1, P@10, HR@1, HR@10, queries) per
 system as a table and one JSON line; with ``--out_dir`` writes ``metrics.json`` (``chance``
@@ -73,7 +73,7 @@ def read_split(path: Path, role: str) -> list[dict]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from csi.baselines import evaluate_baselines, format_table, metrics_entries, resolve_systems, table_rows
-    from csi.eval.metrics import same_source_pairs
+    from csi.scoring.metrics import same_source_pairs
 
     t_start = time.time()
     systems = resolve_systems(args.system or "all")

@@ -20,13 +20,13 @@ cosine distance of their averaged chunk embeddings.
 
 Excluded pairs (not ranked): a query and a reference with the same source recording (the same
 ``utt``, or one a tempo copy ``sp_<k>-<utt>`` of the other or both copies of one recording;
-csi.eval.metrics.same_source_pairs; with ``--keep_tempo_copies`` only the same ``utt``), and
+csi.scoring.metrics.same_source_pairs; with ``--keep_tempo_copies`` only the same ``utt``), and
 the pairs of ``--query_in_ref_path``: JSON lines ``{"query": utt, "ref": utt}`` or ``[utt, utt]``,
 two-column text ``query_utt ref_utt``, or the reference's ``{"query_in_ref": [[i, j], ...]}``
 (0-based line numbers of the query and reference manifests). An unknown id is an error.
 ``--distractors MANIFEST``: extra references that are never relevant (e.g. Da-TACOS noise).
 
-Metrics (csi.eval.metrics: MAP over all relevant references, MR1, P@10, HR@1, HR@10; queries
+Metrics (csi.scoring.metrics: MAP over all relevant references, MR1, P@10, HR@1, HR@10; queries
 without relevant reference counted apart) are printed and written to ``--out_dir`` (default
 ``MODEL_DIR/eval_<query file name>``): ``metrics.json``, ``per_query.tsv``, ``failed.tsv``,
 ``eval_testset.yaml`` (resolved config and environment), ``embeddings/<key>/`` (chunk
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hop_s", type=float, help="chunk hop in seconds (default: the card's matching.hop_s for the "
                                                 "training chunk, else chunk_s: no overlap)")
     p.add_argument("--distance", choices=("min", "mean", "best_pairs"),
-                   help="track distance from chunk distances (csi.eval.distance; default: the model card's "
+                   help="track distance from chunk distances (csi.scoring.distance; default: the model card's "
                         "matching.distance, min for CoverHunter)")
     p.add_argument("--best_pairs_k", type=int, help="pairs averaged by --distance best_pairs (default: the card's)")
     p.add_argument("--mean_embedding", action="store_true", help="the same as --distance mean")
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, default=0, help="processes reading features / decoding audio")
     p.add_argument("--distractors", type=Path, help="manifest of references that are never relevant")
     p.add_argument("--out_dir", type=Path)
-    p.add_argument("--checkpoint", help="epoch number or file name in MODEL_DIR/pt_model (default: latest epoch)")
+    p.add_argument("--checkpoint", help="epoch number or file name in MODEL_DIR/pt_model (default: g_best, else the latest epoch)")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamplings for a 95%% CI of MAP")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--plot", action="store_true", help="write distance_hist.png and embedding_pca.png")
@@ -97,8 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from csi.cli import run_tool_main
-    from csi.eval.testset import EvalError, run
-    return run_tool_main("eval_testset", lambda: run(args), (EvalError,))
+    from csi.eval.testset import EvalError, TestsetRequest, run
+    return run_tool_main("eval_testset", lambda: report(run(TestsetRequest(**vars(args)))), (EvalError,))
+
+
+def report(result) -> dict:
+    """Print an evaluation's line, its table beside the baselines and its metrics as JSON."""
+    import json
+
+    summary = result.summary
+    print(f"eval_testset {Path(summary['query_path']).name} vs {Path(summary['ref_path']).name}: {result.line}")
+    if result.table is not None:
+        print(result.table)
+    print(json.dumps({k: summary[k] for k in result.metric_names}, default=lambda x: x.item()))  # NumPy scalars
+    return summary
 
 
 if __name__ == "__main__":

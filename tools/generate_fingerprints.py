@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from csi.utils import progress_bar
 
     from csi.env import write_run_info
     from audiofp.database import write_fingerprints
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     skipped: list[str] = []
 
     def items():
-        for rec, path in tqdm(list_recordings(args.audio), desc="fingerprints", disable=args.no_progress):
+        for rec, path in progress_bar(list_recordings(args.audio), desc="fingerprints", disable=args.no_progress):
             audio, sr = load(path, loaded.mel.sr)
             fp, _ = fingerprints(loaded, audio, args.hop_s)
             if not len(fp):

@@ -1,12 +1,12 @@
 """Static training pairs for neural audio fingerprinting (contrastive, 1-s segments at 8 kHz).
 
-    python3 -m tools.generate_training_dataset -i WAV_DIR [-n 5] [-tr 0.8] [-ir IR_DIR]
-        [-bn NOISE_DIR] [-o OUT] [--seed 0] [--no_progress]
+    python3 -m tools.generate_training_dataset -i WAV_DIR [--segments 5] [--train_fraction 0.8] [--ir_dir IR_DIR]
+        [--noise_dir NOISE_DIR] [-o OUT] [--seed 0] [--no_progress]
 
 Every audio file under WAV_DIR (recursively) gives -n random whole non-overlapping 1-s
-segments (as many as fit when fewer); files are split train/validation by -tr. Each segment
+segments (as many as fit when fewer); files are split train/validation by --train_fraction. Each segment
 (the anchor) gets a positive: the segment shifted by up to --max_offset_s, played in a room
-(probability --p_reverb) and mixed with noise at an SNR within --snr_db. Without -ir / -bn
+(probability --p_reverb) and mixed with noise at an SNR within --snr_db. Without --ir_dir / --noise_dir
 the room IRs and noises are synthesised (white, pink, brown noise, and babble of other files
 of the same split); with them, their files are split train/validation like the recordings.
 
@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 
-from csi.cli import add_progress_arg, positive_int, run_tool_main, setup_logging
+from csi.cli import add_renamed_arg, require_options, add_progress_arg, positive_int, run_tool_main, setup_logging
 
 
 def _fraction(text: str) -> float:
@@ -37,12 +37,18 @@ def _fraction(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="generate_training_dataset", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-i", "--input", required=True, help="folder of audio files (searched recursively)")
-    p.add_argument("-n", "--segments", type=positive_int, default=5, help="segments per file (default 5)")
-    p.add_argument("-tr", "--train_fraction", type=_fraction, default=0.8, help="share of files for training")
-    p.add_argument("-ir", "--ir_dir", help="folder of room impulse responses (default: synthesised)")
-    p.add_argument("-bn", "--noise_dir", help="folder of background noises (default: synthesised)")
-    p.add_argument("-o", "--out_dir", help="output folder (default: ./Dataset_<number of files>)")
+    p.add_argument("--input", help="folder of audio files (searched recursively)")
+    add_renamed_arg(p, "-i", "--input")
+    p.add_argument("--segments", type=positive_int, default=5, help="segments per file (default 5)")
+    add_renamed_arg(p, "-n", "--segments", type=positive_int)
+    p.add_argument("--train_fraction", type=_fraction, default=0.8, help="share of files for training")
+    add_renamed_arg(p, "-tr", "--train_fraction", type=_fraction)
+    p.add_argument("--ir_dir", help="folder of room impulse responses (default: synthesised)")
+    add_renamed_arg(p, "-ir", "--ir_dir")
+    p.add_argument("--noise_dir", help="folder of background noises (default: synthesised)")
+    add_renamed_arg(p, "-bn", "--noise_dir")
+    p.add_argument("--out_dir", help="output folder (default: ./Dataset_<number of files>)")
+    add_renamed_arg(p, "-o", "--out_dir")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--snr_db", type=float, nargs=2, default=(0.0, 10.0), metavar=("MIN", "MAX"),
                    help="SNR range of the positives in dB (default 0 10)")
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    require_options(parser, args, "--input")
     if args.snr_db[0] > args.snr_db[1]:
         parser.error("--snr_db: MIN must not exceed MAX")
     if not 0.0 <= args.p_reverb <= 1.0:

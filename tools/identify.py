@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                      "(not --centroids)")
     from csi.cli import run_tool_main, setup_logging
     from csi.baselines import BaselineError
-    from csi.eval.calibration import CalibrationMismatch
+    from csi.scoring.calibration import CalibrationMismatch
     from csi.index import IndexFileError, ModelMismatchError
 
     setup_logging()
@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def identify(args: argparse.Namespace) -> int:
-    from csi.embed import Matching, embed_records
+    from csi.embed import embed_records
+    from csi.scoring.matching import Matching
     from csi.index import ChunkIndex
-    from csi.eval.calibration import Calibration
+    from csi.scoring.calibration import Calibration
     from csi.index.identity import index_model
 
     index = ChunkIndex.load(args.index_dir)

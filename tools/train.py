@@ -55,17 +55,18 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 def train(args: argparse.Namespace) -> int:
     from csi.cli import apply_overrides, resolve_device
-    from csi.config import load_yaml
     from csi.env import write_run_info
     from csi.registry import ConfigError
     from csi.train import distributed
+    from csi.config import load_config
+    from csi.modeldir import flat_hparams
     from csi.train.config import check_run_overrides, parse_hparams
     from csi.train.trainer import Trainer, TrainingError
 
     config_path = args.exp_dir / "config" / "hparams.yaml"
     if not config_path.is_file():
         raise ToolError(f"{config_path} not found (EXP_DIR/config/hparams.yaml)")
-    raw = load_yaml(config_path)
+    raw = flat_hparams(load_config(config_path), str(config_path))
     setup_logging(args.exp_dir / "logs" / "train.log")   # the config warnings go to train.log too
     overrides = overrides_of(args)
     check_run_overrides(raw, overrides, where=str(config_path))

@@ -1,17 +1,17 @@
 """Train the neural fingerprinter (NT-Xent between 1-s segments and augmented copies).
 
-    python3 -m tools.train_fingerprinter [-ep 20] [-bs 64] [-m nafp_cnn] [--optim adam|lamb]
+    python3 -m tools.train_fingerprinter [--epochs 20] [--batch_size 64] [-m nafp_cnn] [--optim adam|lamb]
         -o MODEL_DIR [--config YAML] [--set key=VALUE] [--max_minutes M] [--no_progress] MODE ...
 
-    MODE  static -tp TRAIN_SET -vp VAL_SET          pairs of tools.generate_training_dataset
-          dynamic -p WAV_DIR [-n 5] [-tr 0.8]       pairs drawn afresh every epoch, generated
+    MODE  static --train_path TRAIN_SET --val_path VAL_SET          pairs of tools.generate_training_dataset
+          dynamic --path WAV_DIR [--segments 5] [--train_fraction 0.8]       pairs drawn afresh every epoch, generated
                                                     noises and rooms
-          dynamic_online -p WAV_DIR -ir IR_DIR -bn NOISE_DIR [-n 5] [-tr 0.8]
+          dynamic_online --path WAV_DIR --ir_dir IR_DIR --noise_dir NOISE_DIR [--segments 5] [--train_fraction 0.8]
                                                     the same with your noises and rooms
 
 The seed system's command line over audiofp.train: ``--config`` a YAML of ``model``,
 ``mel`` and ``train`` sections (audiofp.train.FingerprintConfig; unknown keys are
-errors), ``--set`` a ``train`` key (e.g. ``temperature=0.1``); -ep/-bs/-m/--optim/--max_minutes
+errors), ``--set`` a ``train`` key (e.g. ``temperature=0.1``); --epochs/--batch_size/--model/--optim/--max_minutes
 override it. Early stopping on the validation loss (``train.patience``); an interrupted run
 resumes from MODEL_DIR/checkpoints/last.pt. Prints one JSON line (epochs, best validation
 loss, minutes).
@@ -23,36 +23,50 @@ import json
 import sys
 from pathlib import Path
 
-from csi.cli import add_progress_arg, add_set_arg, run_tool_main, setup_logging
+from csi.cli import add_renamed_arg, require_options, add_progress_arg, add_set_arg, run_tool_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-ep", "--epochs", type=int)
-    p.add_argument("-bs", "--batch_size", type=int, help="pairs a batch")
-    p.add_argument("-m", "--model", help="fingerprinter name (audiofp.model.FINGERPRINTERS)")
+    p.add_argument("--epochs", type=int)
+    add_renamed_arg(p, "-ep", "--epochs", type=int)
+    p.add_argument("--batch_size", type=int, help="pairs a batch")
+    add_renamed_arg(p, "-bs", "--batch_size", type=int)
+    p.add_argument("--model", help="fingerprinter name (audiofp.model.FINGERPRINTERS)")
+    add_renamed_arg(p, "-m", "--model")
     p.add_argument("--optim", choices=("adam", "lamb"))
-    p.add_argument("-o", "--out_dir", type=Path, required=True, help="model directory")
+    p.add_argument("--out_dir", type=Path, help="model directory")
+    add_renamed_arg(p, "-o", "--out_dir", type=Path)
     p.add_argument("--config", type=Path, help="YAML with model, mel and train sections")
     p.add_argument("--max_minutes", type=float)
     add_set_arg(p, "the train section")
     add_progress_arg(p)
     modes = p.add_subparsers(dest="mode", required=True)
     static = modes.add_parser("static", help="pairs written by tools.generate_training_dataset")
-    static.add_argument("-tp", "--train_path", type=Path, required=True)
-    static.add_argument("-vp", "--val_path", type=Path, required=True)
+    static.add_argument("--train_path", type=Path)
+    add_renamed_arg(static, "-tp", "--train_path", type=Path)
+    static.add_argument("--val_path", type=Path)
+    add_renamed_arg(static, "-vp", "--val_path", type=Path)
     for name in ("dynamic", "dynamic_online"):
         m = modes.add_parser(name, help="pairs drawn afresh every epoch")
-        m.add_argument("-p", "--path", type=Path, required=True, help="folder of training audio")
-        m.add_argument("-n", "--segments", type=int, default=5)
-        m.add_argument("-tr", "--train_fraction", type=float, default=0.8)
-        m.add_argument("-ir", "--ir_dir", type=Path, required=name == "dynamic_online")
-        m.add_argument("-bn", "--noise_dir", type=Path, required=name == "dynamic_online")
+        m.add_argument("--path", type=Path, help="folder of training audio")
+        add_renamed_arg(m, "-p", "--path", type=Path)
+        m.add_argument("--segments", type=int, default=5)
+        add_renamed_arg(m, "-n", "--segments", type=int)
+        m.add_argument("--train_fraction", type=float, default=0.8)
+        add_renamed_arg(m, "-tr", "--train_fraction", type=float)
+        m.add_argument("--ir_dir", type=Path)
+        add_renamed_arg(m, "-ir", "--ir_dir", type=Path)
+        m.add_argument("--noise_dir", type=Path)
+        add_renamed_arg(m, "-bn", "--noise_dir", type=Path)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    require_options(parser, args, "--out_dir", *{"static": ("--train_path", "--val_path"), "dynamic": ("--path",),
+                                                 "dynamic_online": ("--path", "--ir_dir", "--noise_dir")}[args.mode])
     setup_logging()
     return run_tool_main("train_fingerprinter", lambda: run(args), (ValueError,))
 

@@ -14,7 +14,7 @@ lines file), ``table`` (reading a file back, refusing one made from another mani
 model), ``plot`` (the chunk-distance matrix of a pair with the found map).
 """
 from csi.align.aligner import AlignSettings, align_collection, write_alignments
-from csi.align.table import AlignmentError, AlignmentTable, read_alignments
+from csi.io.alignment import AlignmentError, AlignmentTable, read_alignments
 from csi.align.votes import TimeMap, dominant_map
 
 __all__ = ["AlignSettings", "AlignmentError", "AlignmentTable", "TimeMap", "align_collection", "dominant_map",

@@ -25,11 +25,11 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from csi.align.pairs import representatives, tempo_of, work_pairs
+from csi.io.alignment import FORMAT
 from csi.align.votes import dominant_map, tempo_scales
 
 log = logging.getLogger("csi.align")
 
-FORMAT = "csi-alignment/1"
 MATCHES = ("csls", "nearest")
 CSLS_NEIGHBOURS = 3
 
@@ -144,7 +144,7 @@ def _blocks(works: list, limit: int) -> Iterator[list]:
 
 
 def header(loaded, manifest: str | os.PathLike, settings: AlignSettings) -> dict[str, Any]:
-    """What the file was made from: checked by csi.align.table.read_alignments."""
+    """What the file was made from: checked by csi.io.alignment.read_alignments."""
     from csi.utils import file_sha256
 
     identity = loaded.identity()

@@ -8,23 +8,18 @@ stated in source time, so they serve every copy. A work with hundreds of version
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from csi.io import tempo_copy
 from csi.io.manifest import source_utt
 
-_TEMPO = re.compile(r"^sp_([0-9.]+)-")
 
 
 def tempo_of(rec: Mapping[str, Any]) -> float:
     """The tempo factor of a record: ``aug.tempo``, else from an ``sp_<k>-`` utt, else 1."""
-    aug = rec.get("aug")
-    if isinstance(aug, Mapping) and "tempo" in aug:
-        return float(aug["tempo"])
-    m = _TEMPO.match(str(rec["utt"]))
-    return float(m.group(1)) if m else 1.0
+    return tempo_copy.factor(rec)
 
 
 def representatives(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:

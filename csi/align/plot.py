@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from csi.align.pairs import representatives, tempo_of
-from csi.align.table import AlignmentError
+from csi.io.alignment import AlignmentError
 
 
 def check_plot_works(records: Sequence[Mapping[str, Any]], works: Sequence[str]) -> None:

@@ -13,7 +13,7 @@ relevant, under a uniformly random permutation:
 - E[HR@k] = 1 - C(n - R, k) / C(n, k) (no relevant reference among the first k).
 
 MAP, MR1, P@10 and HR@k are then means over the queries with R >= 1, as in
-``csi.eval.metrics`` — the expectation of each metric, by linearity. ``random_distances``
+``csi.scoring.metrics`` — the expectation of each metric, by linearity. ``random_distances``
 gives one seeded random ranking instead; averaging the MAP of many of them converges to the
 exact value (tested).
 """
@@ -23,7 +23,7 @@ from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from csi.eval.metrics import label_codes
+from csi.scoring.metrics import label_codes
 
 
 def expected_average_precision(n: np.ndarray, relevant: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def expected_hit_rate(n: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray
 def chance_metrics(query_labels: Sequence[Hashable], ref_labels: Sequence[Hashable], exclude=None,
                    hit_ks: Iterable[int] = (1, 10)) -> dict[str, Any]:
     """Expected MAP, MR1, P@10, HR@k of a random ranking, with the keys and query counting of
-    ``csi.eval.metrics.retrieval_metrics``. ``exclude``: a bool (queries, refs) mask or
+    ``csi.scoring.metrics.retrieval_metrics``. ``exclude``: a bool (queries, refs) mask or
     ``(query_idx, ref_idx)`` index arrays of pairs that are not ranked."""
     q_codes, r_codes = label_codes(query_labels, ref_labels)
     n_q, n_r = len(q_codes), len(r_codes)

@@ -1,5 +1,5 @@
 """Running reference systems on query/reference manifests: features read once per track,
-distances by blocks of queries, metrics from ``csi.eval.metrics.retrieval_metrics``, and a
+distances by blocks of queries, metrics from ``csi.scoring.metrics.retrieval_metrics``, and a
 table that puts them beside a model."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from csi.baselines.chance import chance_metrics
 from csi.baselines.chroma import BaselineError, CqtLayout, check_chroma_input
 from csi.baselines.systems import get_baseline, resolve_systems
-from csi.eval.metrics import retrieval_metrics, same_source_pairs
+from csi.scoring.metrics import retrieval_metrics, same_source_pairs
 from csi.features.store import load_feature
 
 TABLE_KEYS = ("MAP", "MR1", "P@10", "HR@1", "HR@10")
@@ -46,8 +46,8 @@ def track_vectors(names: Sequence[str], records: Sequence[dict], progress: bool 
     if not systems:
         return out
     tracks = {r["utt"]: r for r in records}
-    from tqdm import tqdm
-    for utt, rec in tqdm(tracks.items(), desc="baselines", unit="track", disable=not progress, file=sys.stderr,
+    from csi.utils import progress_bar
+    for utt, rec in progress_bar(tracks.items(), desc="baselines", unit="track", disable=not progress, file=sys.stderr,
                          dynamic_ncols=True):
         if not systems:
             break
@@ -85,7 +85,7 @@ def _read_feature(utt: str, rec: dict) -> np.ndarray:
 
 class VectorDistances:
     """Rows of a (queries, refs) distance matrix from per-track vectors, computed on demand
-    (a ``csi.eval.metrics.DistanceRows``)."""
+    (a ``csi.scoring.metrics.DistanceRows``)."""
 
     def __init__(self, compare, q: np.ndarray, r: np.ndarray):
         self.compare, self.q, self.r = compare, q, r
@@ -125,7 +125,7 @@ def evaluate_baselines(queries: Sequence[dict], refs: Sequence[dict], systems: s
                        skipped: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """{system: metrics} for the named systems on these records. Labels default to the
     records' ``song``; ``exclude`` (as for ``retrieval_metrics``) defaults to the pairs of the
-    same source recording (``csi.eval.metrics.same_source_pairs``: the query itself and its
+    same source recording (``csi.scoring.metrics.same_source_pairs``: the query itself and its
     tempo copies). Each entry has the keys of ``retrieval_metrics``
     plus ``title`` (and ``time_s``). A system that cannot use the features raises
     BaselineError, or with a ``skipped`` dict is left out with its reason recorded there."""

@@ -245,8 +245,8 @@ def _align_pairs(seqs: list[np.ndarray], pairs: np.ndarray, params: QmaxParams,
         offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
         g = np.stack([global_chroma(s) for s in seqs])
         numba.set_num_threads(max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS)))
-        from tqdm import tqdm
-        with tqdm(total=len(pairs), desc="qmax", unit="pair", disable=not progress, file=sys.stderr,
+        from csi.utils import progress_bar
+        with progress_bar(total=len(pairs), desc="qmax", unit="pair", disable=not progress, file=sys.stderr,
                   dynamic_ncols=True) as bar:
             for start in range(0, len(pairs), PAIR_BLOCK):
                 block = pairs[start:start + PAIR_BLOCK]

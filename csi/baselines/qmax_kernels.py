@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"   # beside torch's OpenMP (csi.eval.best_pairs)
+    numba.config.THREADING_LAYER = "workqueue"   # beside torch's OpenMP (csi.scoring.best_pairs)
 
 
 def _cross_recurrence(q, r, shift, stack, stride, kappa):

@@ -14,8 +14,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from csi.align.pairs import tempo_of
-from csi.align.table import AlignmentTable
+from csi.io import tempo_copy
+from csi.io.alignment import AlignmentTable
 from csi.data.augment import stretched_chunk_at
 from csi.data.dataset import ChunkDataset, read_chunk
 from csi.data.sampler import MPerClassSampler
@@ -54,11 +54,11 @@ class AlignedChunkDataset(ChunkDataset):
     def aligned_start(self, position: int, anchor: int, epoch: int) -> int | None:
         """Start frame of ``position`` aligned to the anchor's chunk, or None without alignment."""
         a, b = self.records[anchor % len(self.records)], self.records[position]
-        t_a = self.anchor_start(anchor, epoch) / self.frames_per_s * tempo_of(a)      # source seconds
+        t_a = self.anchor_start(anchor, epoch) / self.frames_per_s * tempo_copy.factor(a)      # source seconds
         t_b = self.alignment.map_time(a["utt"], b["utt"], t_a, self.min_confidence)
         if t_b is None:
             return None
-        start = int(round(t_b / tempo_of(b) * self.frames_per_s))
+        start = int(round(t_b / tempo_copy.factor(b) * self.frames_per_s))
         return min(max(0, start), max(0, int(b["feat_len"]) - self.chunk_frames))
 
     def __getitem__(self, key):

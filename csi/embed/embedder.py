@@ -1,6 +1,6 @@
 """Batched, streaming chunk embeddings of many recordings (CoverHunter's evaluation: a track
 is cut into chunks, each chunk embedded; track distances come from chunk distances,
-csi.eval.distance). Chunks of several recordings share a batch; memory holds one batch.
+csi.scoring.distance). Chunks of several recordings share a batch; memory holds one batch.
 
 Failure policy: a record that cannot be read (``EmbedInputError``, e.g. missing, silent,
 wrong shape) is logged, reported in ``failed`` with its reason and has no chunk; anything
@@ -16,8 +16,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from csi.embed.chunks import ChunkPolicy
-from csi.embed.reader import EmbedInputError, FeatureReader
+from csi.chunking import ChunkPolicy
+from csi.features.reader import EmbedInputError, FeatureReader
 
 log = logging.getLogger("csi.embed")
 
@@ -74,7 +74,7 @@ def embed_stream(model: torch.nn.Module, records: Sequence[Mapping[str, Any]], p
     """Yield ``(L2-normalised embeddings float32, record indices, chunk start frames)`` blocks of up to
     ``batch_size`` chunks. Failed records go to ``failed`` (index → reason). The model runs
     in eval mode; its training mode is restored afterwards."""
-    from tqdm import tqdm
+    from csi.utils import progress_bar
 
     failed = {} if failed is None else failed
     was_training = model.training
@@ -95,7 +95,7 @@ def embed_stream(model: torch.nn.Module, records: Sequence[Mapping[str, Any]], p
         n_pending -= count
         return np.ascontiguousarray(emb, dtype=np.float32), owner[:count].astype(np.int64), start[:count]
 
-    bar = tqdm(total=len(records), desc="embed", unit="rec", disable=not progress or not records, file=sys.stderr,
+    bar = progress_bar(total=len(records), desc="embed", unit="rec", disable=not progress or not records, file=sys.stderr,
                dynamic_ncols=True)
     try:
         for i, item, reason in _chunk_items(records, policy, reader, num_workers):

@@ -1,7 +1,7 @@
 """MAP of a model on a query/reference set, in memory (the dev MAP of training, benchmarks):
 chunk embeddings through the one embedding path (csi.embed), the distance of two tracks by
 default the minimum cosine distance over their chunk pairs (CoverHunter's evaluation), or the
-model's own track distance (``distance``/``best_k``, csi.eval.distance)."""
+model's own track distance (``distance``/``best_k``, csi.scoring.distance)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -9,14 +9,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from csi.embed import ChunkEmbeddings, ChunkPolicy, FeatureReader, embed_records
-from csi.eval.distance import ChunkDistances
-from csi.eval.metrics import retrieval_metrics, same_source_pairs
+from csi.chunking import ChunkPolicy
+from csi.embed import ChunkEmbeddings, embed_records
+from csi.features.reader import FeatureReader
+from csi.scoring.distance import ChunkDistances
+from csi.scoring.metrics import retrieval_metrics, same_source_pairs
 
 
 def track_distances(q_emb, q_owner, n_queries: int, r_emb, r_owner, n_refs: int) -> np.ndarray:
     """(queries, refs) minimum cosine distance over chunk pairs (+inf for a track without
-    chunk), computed block by block (csi.eval.distance.ChunkDistances)."""
+    chunk), computed block by block (csi.scoring.distance.ChunkDistances)."""
     return ChunkDistances(q_emb, q_owner, n_queries, r_emb, r_owner, n_refs, mode="min", device="cpu").full()
 
 
@@ -25,7 +27,7 @@ def evaluate_map(model: torch.nn.Module, queries: Sequence[Mapping[str, Any]], r
                  keep_tempo_copies: bool = False, distance: str = "min", best_k: int = 3) -> float:
     """MAP of ``queries`` against ``refs`` (relevance: same ``song``). A query never ranks its
     own recording: references with the same source recording (itself and its tempo copies
-    ``sp_<k>-<utt>``, csi.eval.metrics.same_source_pairs) are excluded, or with
+    ``sp_<k>-<utt>``, csi.scoring.metrics.same_source_pairs) are excluded, or with
     ``keep_tempo_copies=True`` only the identical ``utt``. Records that cannot be read are
     left out (and logged)."""
     q = embed_records(model, queries, policy, reader, batch_size, device)

@@ -61,7 +61,7 @@ class ChromaSource:
 
     def __call__(self, rec: Mapping[str, Any]) -> np.ndarray:
         from csi.baselines.qmax import qmax_chroma
-        from csi.embed.reader import EmbedInputError
+        from csi.features.reader import EmbedInputError
 
         utt = str(rec["utt"])
         if utt not in self.cache:
@@ -99,7 +99,7 @@ def reranked_rows(first: np.ndarray, aligned: np.ndarray, pairs: np.ndarray) -> 
 
 
 class RerankedDistances:
-    """A ``csi.eval.metrics.DistanceRows``: the rows of ``first`` (another DistanceRows) with
+    """A ``csi.scoring.metrics.DistanceRows``: the rows of ``first`` (another DistanceRows) with
     each query's ``top_k`` references, excluded pairs left out, re-scored by Qmax on
     ``q_chroma`` / ``r_chroma`` (tracks named ``q_ids`` / ``r_ids``). ``stats()``: pairs
     aligned, seconds of the first stage and of the alignment."""

@@ -3,17 +3,18 @@
 
 Chunk embeddings through the one embedding path (csi.embed: the model directory's card gives
 the front end and chunking) with a cache keyed by checkpoint, card and chunking
-(csi.eval.cache), blockwise chunk distances (csi.eval.distance), retrieval metrics
-(csi.eval.metrics) beside chance and the non-learned baselines (csi.baselines), and
+(csi.eval.cache), blockwise chunk distances (csi.scoring.distance), retrieval metrics
+(csi.scoring.metrics) beside chance and the non-learned baselines (csi.baselines), and
 the plots (csi.eval.plots).
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +29,44 @@ class EvalError(RuntimeError):
     """A usage or input error; the message says what to fix."""
 
 
+@dataclass(frozen=True)
+class TestsetRequest:
+    """One evaluation, as ``tools.eval_testset`` asks for it (its options; the tool's help says
+    what each means)."""
+    model_dir: Path
+    query_path: Path
+    ref_path: Path
+    query_in_ref_path: Path | None = None
+    keep_tempo_copies: bool = False
+    chunk_s: float | None = None
+    hop_s: float | None = None
+    distance: str | None = None
+    best_pairs_k: int | None = None
+    mean_embedding: bool = False
+    batch_size: int = 32
+    device: Any = "cpu"
+    no_progress: bool = False
+    num_workers: int = 0
+    distractors: Path | None = None
+    out_dir: Path | None = None
+    checkpoint: str | None = None      # default: g_best, else the latest epoch (csi.modeldir)
+    bootstrap: int = 0
+    seed: int = 0
+    plot: bool = False
+    baselines: str = ""
+    rerank: str | None = None
+    rerank_top: int = 50
+
+
+@dataclass
+class TestsetResult:
+    """What an evaluation found: ``summary`` (metrics.json), the one-line ``line``, the table
+    beside the baselines (``table``, when asked) and where the outputs are."""
+    summary: dict[str, Any]
+    line: str
+    table: str | None
+    out_dir: Path
+    metric_names: list[str]            # the headline metrics of ``summary``
 
 
 # ---- inputs ------------------------------------------------------------------------------
@@ -84,13 +123,15 @@ def read_query_in_ref(path: Path, queries: Sequence[dict], refs: Sequence[dict])
 
 
 # ---- the evaluation ----------------------------------------------------------------------
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: TestsetRequest) -> TestsetResult:
+    """Evaluate ``args.model_dir`` on the request's query/reference set; writes the outputs."""
     from csi.env import write_run_info
-    from csi.embed import embed_records, open_model
+    from csi.embed import embed_records
+    from csi.modeldir import open_model
     from csi.eval.cache import EmbeddingCache, cache_key, source_of
-    from csi.eval.distance import ChunkDistances, track_mean_embeddings
+    from csi.scoring.distance import ChunkDistances, track_mean_embeddings
     from csi.eval.plots import plot_distance_hist, plot_pca
-    from csi.eval.metrics import retrieval_metrics, same_source_pairs
+    from csi.scoring.metrics import retrieval_metrics, same_source_pairs
 
     t_start = time.time()
     model_dir = args.model_dir
@@ -166,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.time()
     if todo:
         log.info("embedding %d tracks (%d from the cache %s)", len(todo), n_cached, cache.dir)
-        loaded = open_model(model_dir, ckpt_name, device)
+        loaded = open_model(model_dir, ckpt_name, device)   # the network, now that it is needed
         result = embed_records(loaded.model, todo, policy, loaded.reader(), args.batch_size, device,
                                num_workers=args.num_workers, progress=not args.no_progress)
         for i, (rec, emb) in enumerate(zip(todo, result.per_record(len(todo)))):
@@ -296,7 +337,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           for j, d, q in zip(top1, top1_dist, q_labels)]})
     atomic_write_text(out_dir / "failed.tsv", "utt\troles\treason\n" + "".join(
         f"{row['utt']}\t{row['roles']}\t{row['reason']}\n" for row in failed_rows))
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(args).items()}
     write_run_info(out_dir / "eval_testset.yaml", dict(config, out_dir=str(out_dir), device=str(device)),
                    resolved=dict(settings, checkpoint=str(ckpt_file), embedding_key=key, protocol=summary["protocol"]))
     if args.plot:
@@ -310,13 +351,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if first_stage is not None:
         line += (f"  (re-ranked: top {args.rerank_top} by {args.rerank}; the embeddings alone "
                  f"{first_stage.summary_line()})")
-    print(f"eval_testset {args.query_path.name} vs {args.ref_path.name}: {line}"
-          + (f"  failed {len(failed)}" if failed else ""))
-    if args.baselines:
-        print(table)
-    print(json.dumps({k: summary[k] for k in result.metrics}, default=_json_default))
+    if failed:
+        line += f"  failed {len(failed)}"
     log.info("wrote %s", out_dir)
-    return summary
+    return TestsetResult(summary, line, table if args.baselines else None, out_dir, list(result.metrics))
 
 
 def _json_default(x):

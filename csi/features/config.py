@@ -102,8 +102,7 @@ class FeatureConfig:
 def load_feature_config(data_dir: str | os.PathLike, overrides: Iterable[str] = ()) -> FeatureConfig:
     """``DATA_DIR/hparams.yaml`` (absent: every default) with ``--set`` ``overrides``
     applied to the raw dict first, so an override is checked exactly as the file is."""
-    from csi.cli import apply_overrides
-    from csi.config import from_dict, load_yaml
+    from csi.config import apply_overrides, from_dict, load_yaml
 
     path = Path(data_dir) / "hparams.yaml"
     data = load_yaml(path) if path.exists() else {}

@@ -19,8 +19,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from csi.utils import progress_bar
 
+from csi.io import tempo_copy
 from csi.config import to_dict
 from csi.features import augment
 from csi.features.config import FeatureConfig
@@ -31,10 +32,7 @@ from csi.utils import SILENCE_PEAK, resolve_device
 
 
 
-def tempo_utt(utt: str, factor: float) -> str:
-    """CoverHunter's name for a tempo-augmented copy: ``sp_0.8-<utt>``; factor 1 keeps ``utt``."""
-    return utt if abs(factor - 1.0) < 1e-9 else f"sp_{factor:g}-{utt}"
-
+tempo_utt = tempo_copy.make   # CoverHunter's name for a tempo copy: ``sp_0.8-<utt>``
 
 @dataclass
 class Outcome:
@@ -50,7 +48,7 @@ class Extractor:
     """Turns one manifest record into its augmented features (one worker's state)."""
 
     def __init__(self, cfg: FeatureConfig, store_root: str | os.PathLike):
-        from csi.embed.frontend import resolve_frontend
+        from csi.features.frontend import resolve_frontend
 
         self.cfg = cfg
         self.device = str(resolve_device(cfg.device))
@@ -168,7 +166,7 @@ def run(records: list[Record], cfg: FeatureConfig, store_root: str | os.PathLike
         progress: bool = True) -> Iterator[Outcome]:
     """Process ``records`` with ``nj`` worker processes; outcomes come in input order."""
     per_source = sum(1 / k for k in cfg.aug_speed_mode)
-    bar = tqdm(total=sum(float(r.get("dur_s") or 0) for r in records) * per_source, unit="audio-s", desc="features", disable=not progress,
+    bar = progress_bar(total=sum(float(r.get("dur_s") or 0) for r in records) * per_source, unit="audio-s", desc="features", disable=not progress,
                dynamic_ncols=True, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]")
     # One torch thread per worker: results are then bit-identical whatever nj is, and
     # one thread per process scales better than threads that wait on each other.

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from csi.embed.frontend import resolve_frontend
+from csi.features.frontend import resolve_frontend
 from csi.features import pcp as _pcp  # noqa: F401  (registers datacos_pcp)
 from csi.features.stage import Summary, assign_ids, write_maps
 from csi.features.store import FeatureStore, NonFiniteFeatureError, source_signature

@@ -38,7 +38,8 @@ def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Pat
                 checkpoint: str | None = None, batch_size: int = 32, device: Any = "cpu",
                 progress: bool = True) -> BuildResult:
     """Index ``records`` (or, with ``add``, append those not yet in ``out_dir``'s index)."""
-    from csi.embed import embed_records, open_model
+    from csi.embed import embed_records
+    from csi.modeldir import open_model
 
     t0 = time.time()
     params = {k: v for k, v in (params or {}).items() if v is not None}

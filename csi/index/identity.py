@@ -1,5 +1,5 @@
 """Which model made an index: checkpoint content and name, and the model card (embedding
-size, front end, chunking; csi.embed.card).
+size, front end, chunking; csi.modeldir).
 
 An index is only meaningful with the model that embedded it: ``check_model`` refuses any
 other (different checkpoint content, embedding size, front end or chunking) and says why;
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from csi.train.checkpoint import checkpoint_path  # re-exported for the index tools
+from csi.modeldir import checkpoint_path, identity, open_model  # checkpoint_path re-exported for the index tools
 
 __all__ = ["ModelMismatchError", "check_model", "checkpoint_path", "index_model", "model_identity"]
 
@@ -23,11 +23,8 @@ class ModelMismatchError(ValueError):
 
 
 def model_identity(model_dir: str | os.PathLike, checkpoint: str | int | None = None) -> dict[str, Any]:
-    """``csi.embed.LoadedModel.identity`` of a model directory's checkpoint, without loading
-    the network: model_dir, checkpoint, checkpoint_sha256 and the card's entries."""
-    from csi.embed import open_model
-
-    return open_model(model_dir, checkpoint, "cpu", load=False).identity()
+    """The identity of a model directory's checkpoint (csi.modeldir.identity)."""
+    return identity(model_dir, checkpoint)
 
 
 def check_model(index_model: dict[str, Any], model: dict[str, Any], dim: int | None = None) -> None:
@@ -55,10 +52,9 @@ def index_model(recorded: dict[str, Any], dim: int, model_dir: str | os.PathLike
                 checkpoint: str | int | None = None, device: Any = "cpu"):
     """Open the model of an index (``recorded``: its identity): the recorded directory and
     checkpoint unless others are named; anything but the index's model is refused."""
-    from csi.embed import open_model
-
     model_dir = Path(model_dir or recorded.get("model_dir", ""))
     if checkpoint is None and recorded.get("checkpoint") and (model_dir / "pt_model" / str(recorded["checkpoint"])).is_file():
         checkpoint = recorded["checkpoint"]
-    check_model(recorded, model_identity(model_dir, checkpoint), dim)
-    return open_model(model_dir, checkpoint, device)
+    loaded = open_model(model_dir, checkpoint, device)   # opened once: its identity is checked, then served
+    check_model(recorded, loaded.identity(), dim)
+    return loaded

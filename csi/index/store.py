@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
-from csi.embed.matching import Matching
+from csi.scoring.matching import Matching
 from csi.index.aggregate import Ranking, aggregate, rank_recordings
 from csi.index.params import IndexParams, auto_params
 from csi.io.manifest import atomic_write_text
@@ -169,13 +169,13 @@ class ChunkIndex:
         each query chunk retrieves ``k_chunks`` vectors (default max(100, 10·topk)). With
         CoverHunter's minimum chunk distance (the default) a recording scores its best hit;
         with another ``matching`` distance (best pairs, mean embedding) every recording hit
-        is scored ``1 - distance`` over all its chunks (csi.eval.distance; the chunks as the
+        is scored ``1 - distance`` over all its chunks (csi.scoring.distance; the chunks as the
         index stores them: exact for flat and hnsw, PQ-decoded for ivfpq)."""
         k = k_chunks or max(100, 10 * topk)
         scores, ids = self.search(queries, k)
         if matching is None or matching.distance == "min":
             return aggregate(scores, ids, self.owner, self.recording_song, self.utts, self.songs, topk)
-        from csi.eval.distance import ChunkDistances
+        from csi.scoring.distance import ChunkDistances
 
         hit = np.unique(self.owner[ids[ids >= 0]])
         if not len(hit):

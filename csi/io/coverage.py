@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from tqdm import tqdm
+from csi.utils import progress_bar
 
 from csi.io.audio import AudioError, probe
 from csi.io.manifest import Record, works_of, write_manifest
@@ -69,7 +69,7 @@ def select(split: str, wanted: Iterable[Record], audio: Mapping[str, Path],
     cov.tracks_wanted = len(unique)
     cov.works_wanted = len(works_of(unique.values()))
     found = []
-    for rec in tqdm(list(unique.values()), desc=f"probe {split}", unit="file", disable=not progress):
+    for rec in progress_bar(list(unique.values()), desc=f"probe {split}", unit="file", disable=not progress):
         path = audio.get(rec["utt"])
         if path is None:
             cov.absent.append(rec["utt"])

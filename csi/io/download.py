@@ -7,7 +7,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
+from csi.utils import progress_bar
 
 
 class DownloadError(RuntimeError):
@@ -24,7 +24,7 @@ def fetch(url: str, dest: str | os.PathLike, timeout: float = 60.0) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+            with progress_bar(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))

@@ -15,6 +15,7 @@ import random
 from collections import OrderedDict
 from typing import Iterable, Sequence
 
+from csi.io import tempo_copy
 from csi.utils import atomic_write_text  # noqa: F401  (re-exported: many modules import it from here)
 
 Record = dict
@@ -131,10 +132,8 @@ def query_ref_split(records: Sequence[Record]) -> tuple[list[Record], list[Recor
 
 
 def source_utt(utt: str) -> str:
-    """The recording an augmented utt came from: ``sp_0.8-abc`` → ``abc``."""
-    if utt.startswith("sp_") and "-" in utt:
-        return utt.split("-", 1)[1]
-    return utt
+    """The recording an augmented utt came from: ``sp_0.8-abc`` → ``abc`` (csi.io.tempo_copy)."""
+    return tempo_copy.source(utt)
 
 
 def find_leakage(a: Sequence[Record], b: Sequence[Record]) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from tqdm import tqdm
+from csi.utils import progress_bar
 
 from csi.io.audio import AudioError, probe
 from csi.io.manifest import Record, atomic_write_text
@@ -38,7 +38,7 @@ def scan_work_tree(root: str | os.PathLike, extensions: Iterable[str] = AUDIO_EX
     files = sorted(p for p in root.glob("*/*") if p.is_file() and p.suffix.lower() in exts)
     records: list[Record] = []
     bad: list[tuple[str, str]] = []
-    for path in tqdm(files, desc=f"scan {root.name}", unit="file", disable=not progress):
+    for path in progress_bar(files, desc=f"scan {root.name}", unit="file", disable=not progress):
         try:
             info = probe(path)
         except AudioError as e:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from tqdm import tqdm
+from csi.utils import progress_bar
 
 from csi.utils import atomic_write_text
 
@@ -224,7 +224,7 @@ def download_all(items: Sequence[tuple[str, str]], out_dir: str | os.PathLike, j
             with lock:
                 summary.downloaded.append(item[0])
 
-    with tqdm(total=len(todo), desc="yt-dlp", unit="file", disable=not progress) as bar, \
+    with progress_bar(total=len(todo), desc="yt-dlp", unit="file", disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=jobs) as pool:
         for _ in pool.map(work, todo):
             bar.update(1)

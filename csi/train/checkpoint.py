@@ -1,4 +1,5 @@
-"""Checkpoints in CoverHunter's format plus the full training state.
+"""Training-state save and resume, in CoverHunter's checkpoint format (the model directory's
+layout and the checkpoint a consumer uses: csi.modeldir).
 
 ``EXP_DIR/pt_model/g_XXXXXXXX`` (8-digit epoch) holds ``{"generator": state_dict}``, as the
 reference writes it, so the published model and ours load alike. Beside it
@@ -14,27 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-_TAG = re.compile(r"^g_(\d{8})$")
+from csi.modeldir import BEST, epochs, pt_dir  # noqa: F401  (the layout, re-exported for training)
+
 log = logging.getLogger("csi.train")
-
-
-def pt_dir(exp_dir: str | os.PathLike) -> Path:
-    return Path(exp_dir) / "pt_model"
-
-
-def epochs(exp_dir: str | os.PathLike) -> list[int]:
-    """Epochs that have a ``g_`` checkpoint, ascending."""
-    d = pt_dir(exp_dir)
-    if not d.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in d.iterdir() if (m := _TAG.match(p.name)))
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -148,42 +137,3 @@ def _tuples_to_lists(x):
 
 def _lists_to_tuples(x):
     return tuple(_lists_to_tuples(v) for v in x) if isinstance(x, list) else x
-
-
-def checkpoint_path(model_dir: str | os.PathLike, checkpoint: str | int | None = None) -> Path:
-    """The checkpoint file of ``model_dir``: an epoch number (or its digits), a file name in
-    ``pt_model/`` (e.g. ``g_avg_last5``), or None for the latest epoch."""
-    if isinstance(checkpoint, str) and checkpoint.isdigit():
-        checkpoint = int(checkpoint)
-    if checkpoint is None:
-        found = epochs(model_dir)
-        if not found:
-            raise FileNotFoundError(f"no checkpoint pt_model/g_XXXXXXXX in {model_dir}")
-        checkpoint = found[-1]
-    path = pt_dir(model_dir) / (f"g_{checkpoint:08d}" if isinstance(checkpoint, int) else checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {path}")
-    return path
-
-
-def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
-               checkpoint: str | int | None = None) -> torch.nn.Module:
-    """The model of ``model_dir`` (``config/hparams.yaml`` + ``pt_model/g_XXXXXXXX``) in eval mode.
-
-    ``checkpoint``: an epoch number or a file name in ``pt_model/`` (e.g. ``g_avg_last5``);
-    default the latest epoch. Works for the published CoverHunter model as for ours.
-    """
-    from csi.config import load_yaml
-    from csi.models import build_model, model_keys
-
-    model_dir = Path(model_dir)
-    hp = load_yaml(model_dir / "config" / "hparams.yaml")
-    keys = model_keys(hp.get("model", "coverhunter"))
-    hp = {k: v for k, v in hp.items() if k in keys}
-    state = torch.load(checkpoint_path(model_dir, checkpoint), map_location="cpu", weights_only=True)["generator"]
-    ce = hp.get("ce")
-    if isinstance(ce, dict) and ce.get("output_dims") in ("auto", 0, None) and "_ce_layer.weight" in state:
-        hp["ce"] = dict(ce, output_dims=int(state["_ce_layer.weight"].shape[0]))
-    model = build_model(hp)
-    model.load_state_dict(state)
-    return model.to(device).eval()

@@ -31,9 +31,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
+from csi.modeldir import REFERENCE_CHUNK_FRAME, REFERENCE_MEAN_SIZE
 from csi.utils import check_device_name
 from csi.config import from_dict, to_dict
-from csi.embed.matching import Matching
+from csi.scoring.matching import Matching
 from csi.models import model_keys
 from csi.registry import ConfigError
 
@@ -80,10 +81,10 @@ class TrainConfig:
     # data (reference keys)
     train_path: str = ""
     data_type: str = "cqt"
-    chunk_frame: list = field(default_factory=lambda: [1125, 900, 675])
+    chunk_frame: list = field(default_factory=lambda: list(REFERENCE_CHUNK_FRAME))
     chunk_s: Optional[float] = None           # reference: dev chunk seconds; checked by the trainer
     mode: str = "random"
-    mean_size: int = 3
+    mean_size: int = REFERENCE_MEAN_SIZE
     m_per_class: int = 8
     cqt: dict = field(default_factory=dict)   # reference: {hop_size: 0.04}; checked by the trainer
     spec_augmentation: Optional[dict] = None
@@ -117,7 +118,7 @@ class TrainConfig:
     early_stopping: Optional[EarlyStopping] = None
     fine: Optional[FineConfig] = None          # stage 5: aligned chunks from a coarse model
     dev_chunk_s: Optional[float] = None        # dev embedding chunk; default chunk_frame[0] frames
-    matching: Optional[Matching] = None        # segment hop and track distance (csi.embed.matching),
+    matching: Optional[Matching] = None        # segment hop and track distance (csi.scoring.matching),
                                                # written to the model card; default: chunks, min
     device: str = "auto"                       # auto (cuda when available), cpu, cuda, cuda:N
 

@@ -22,8 +22,10 @@ from csi.data.aligned import AlignedChunkDataset, AnchoredSampler
 from csi.data.dataset import ChunkDataset, collate
 from csi.data.sampler import MPerClassSampler
 from csi.data.specaug import SpecAugment
-from csi.embed import FeatureReader, Matching, ModelCard, write_card
-from csi.embed.frontend import COVERHUNTER_CQT, FrontEnd, resolve_frontend, store_frontend
+from csi.features.reader import FeatureReader
+from csi.modeldir import ModelCard, checkpoint_path, read_card, write_card
+from csi.scoring.matching import Matching
+from csi.features.frontend import COVERHUNTER_CQT, FrontEnd, resolve_frontend, store_frontend
 from csi.eval.dev_map import evaluate_map
 from csi.io.manifest import read_manifest
 from csi.models import build_model
@@ -191,13 +193,12 @@ class Trainer:
     def _start_fine(self, cfg):
         """Fine training: the coarse model's weights (``fine.init_dir``) and the stage-4
         alignment of ``train_path`` made with that very checkpoint (else an error)."""
-        from csi.align import AlignmentError, read_alignments
-        from csi.embed import read_card
+        from csi.io.alignment import AlignmentError, read_alignments
         from csi.utils import file_sha256
 
         fine = cfg.fine
         try:
-            init = ckpt.checkpoint_path(fine.init_dir, fine.init_checkpoint)
+            init = checkpoint_path(fine.init_dir, fine.init_checkpoint)
         except FileNotFoundError as e:
             raise ConfigError(f"fine.init_dir: {e}") from None
         coarse = read_card(fine.init_dir)
@@ -244,7 +245,7 @@ class Trainer:
         if self.ctx.is_main:
             path = ckpt.save_epoch(self.exp_dir, finished_epoch, self.model.state_dict(), self.state())
             if self.best["epoch"] == finished_epoch:  # the best dev MAP so far, for evaluation
-                ckpt.atomic_save({"generator": self.model.state_dict()}, ckpt.pt_dir(self.exp_dir) / "g_best")
+                ckpt.atomic_save({"generator": self.model.state_dict()}, ckpt.pt_dir(self.exp_dir) / ckpt.BEST)
             keep = {self.best["epoch"]} if self.best["epoch"] is not None else set()
             ckpt.prune(self.exp_dir, self.cfg.keep_last, keep)
             (ckpt.pt_dir(self.exp_dir) / "resume.pt").unlink(missing_ok=True)

@@ -58,8 +58,8 @@ if stage_begin 2 "training pairs (static augmentation)"; then
   signature="$(ls -l "$data/train_audio" | cksum) n=$segments tr=$train_fraction ir=$ir_dir bn=$noise_dir"
   if ! already_done "$exp/dataset/.stage2.done" "$signature"; then
     rm -rf "$exp/dataset"
-    run_tool generate_training_dataset -i "$data/train_audio" -n "$segments" -tr "$train_fraction" \
-      ${ir_dir:+-ir "$ir_dir"} ${noise_dir:+-bn "$noise_dir"} -o "$exp/dataset" --no_progress
+    run_tool generate_training_dataset --input "$data/train_audio" --segments "$segments" --train_fraction "$train_fraction" \
+      ${ir_dir:+--ir_dir "$ir_dir"} ${noise_dir:+--noise_dir "$noise_dir"} --out_dir "$exp/dataset" --no_progress
     mark_done "$exp/dataset/.stage2.done" "$signature"
   fi
   stage_end
@@ -68,8 +68,8 @@ fi
 if stage_begin 3 "training the fingerprinter"; then
   signature="$(cat "$exp/dataset/.stage2.done") ep=$epochs bs=$batch_size optim=$optim min=$max_minutes"
   if ! already_done "$exp/model/.stage3.done" "$signature"; then
-    run_tool train_fingerprinter -ep "$epochs" -bs "$batch_size" --optim "$optim" --max_minutes "$max_minutes" \
-      -o "$exp/model" --no_progress static -tp "$exp/dataset/train_set" -vp "$exp/dataset/val_set"
+    run_tool train_fingerprinter --epochs "$epochs" --batch_size "$batch_size" --optim "$optim" --max_minutes "$max_minutes" \
+      --out_dir "$exp/model" --no_progress static --train_path "$exp/dataset/train_set" --val_path "$exp/dataset/val_set"
     mark_done "$exp/model/.stage3.done" "$signature"
   fi
   stage_end
@@ -80,7 +80,7 @@ if stage_begin 4 "fingerprint database of the references"; then
   if ! already_done "$exp/db/.stage4.done" "$signature"; then
     run_tool generate_fingerprints "$exp/model" "$data/ref_audio" --out_dir "$exp/fingerprints" --hop_s "$hop_s" \
       --no_progress
-    run_tool create_faiss_indexes -i "$exp/fingerprints" -n references -o "$exp/db"
+    run_tool create_faiss_indexes --input "$exp/fingerprints" --name references --out_dir "$exp/db"
     mark_done "$exp/db/.stage4.done" "$signature"
   fi
   stage_end

@@ -25,7 +25,7 @@ def main() -> None:
     args = p.parse_args()
 
     from csi.align.aligner import AlignSettings, AlignStats, align_collection
-    from csi.embed import open_model
+    from csi.modeldir import open_model
     from csi.io.manifest import read_manifest
 
     loaded = open_model(args.model_dir, "g_best", "cpu")

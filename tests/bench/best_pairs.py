@@ -12,7 +12,7 @@ common direction, so that close pairs exist); the first ``--queries`` tracks que
 
 - ``products``: the similarity matrix products for the same (query block, reference)
   pairs, block by block with the same block size, and nothing else: the compute limit;
-- ``min`` and ``best_pairs`` (``csi.eval.distance.ChunkDistances``): the full track
+- ``min`` and ``best_pairs`` (``csi.scoring.distance.ChunkDistances``): the full track
   distances, products included.
 
 Prints one JSON line: seconds per system, best_pairs / products and min / products,
@@ -47,7 +47,7 @@ def make_embeddings(tracks: int, low: int, high: int, dim: int, seed: int = 0) -
 def run_system(args: argparse.Namespace) -> dict:
     import torch
 
-    from csi.eval.distance import DEFAULT_BLOCK_ELEMENTS, ChunkDistances
+    from csi.scoring.distance import DEFAULT_BLOCK_ELEMENTS, ChunkDistances
 
     torch.set_num_threads(args.threads)
     emb, owner = make_embeddings(args.tracks, args.segments[0], args.segments[1], args.dim)

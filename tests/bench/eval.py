@@ -5,8 +5,8 @@
 Synthetic clustered embeddings (works of 2-7 versions; each track 3 chunks of 128-d,
 L2-normalised: work centre + track noise + chunk noise) are written to .npy files, then
 each size runs in its own process: load the stored embeddings, all-vs-all track distances
-(minimum over chunk pairs, csi.eval.distance) and the full metrics (MAP, MR1, P@10, HR@k,
-each track excluded from its own ranking; csi.eval.metrics). Prints one JSON line:
+(minimum over chunk pairs, csi.scoring.distance) and the full metrics (MAP, MR1, P@10, HR@k,
+each track excluded from its own ranking; csi.scoring.metrics). Prints one JSON line:
 ``eval_s_1k``, ``eval_s_15k``, ``eval_s_50k`` (wall seconds, load to metrics) and
 ``eval_peak_rss_mb_15k`` (peak resident memory of the 15k process, Python + torch
 included). Target: 15,000 tracks in <= 30 s on 2 CPU cores with <= 4 GB.
@@ -51,8 +51,8 @@ def evaluate_stored(directory: Path) -> dict:
     """Time loading + distances + metrics of the embeddings stored in ``directory``."""
     import torch
 
-    from csi.eval.distance import ChunkDistances
-    from csi.eval.metrics import retrieval_metrics
+    from csi.scoring.distance import ChunkDistances
+    from csi.scoring.metrics import retrieval_metrics
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()

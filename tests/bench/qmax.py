@@ -71,7 +71,7 @@ def essentia_hpcp(path: str) -> np.ndarray:
 def on_split(manifest: Path, with_essentia: bool) -> dict:
     from csi.baselines import evaluate_baselines
     from csi.baselines.qmax import qmax_distances
-    from csi.eval.metrics import retrieval_metrics, same_source_pairs
+    from csi.scoring.metrics import retrieval_metrics, same_source_pairs
     from csi.io.manifest import read_manifest
 
     records = read_manifest(manifest)

@@ -14,7 +14,7 @@ directory of ``<P_id>.<ext>`` files), ``noise`` (the work has a single performan
 metadata fields. Protocol of the benchmark (as acoss evaluates it): every performance of a
 multi-version work is a query (13,000), every performance a reference (15,000, noise
 included); a query's own entry is never ranked and a work with fewer than two members is
-never queried (csi.eval.metrics).
+never queried (csi.scoring.metrics).
 """
 from __future__ import annotations
 

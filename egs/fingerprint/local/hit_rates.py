@@ -47,8 +47,8 @@ def _sibling(db: Path, references: Path, hop: float, out: Path) -> Path:
         with contextlib.redirect_stdout(sys.stderr):
             built = generate_fingerprints.main([model_dir, str(references), "--out_dir", str(target / "fingerprints"),
                                                 "--hop_s", str(hop), "--no_progress"]) == 0 and \
-                create_faiss_indexes.main(["-i", str(target / "fingerprints"), "-n", "references",
-                                           "-o", str(target / "db")]) == 0
+                create_faiss_indexes.main(["--input", str(target / "fingerprints"), "--name", "references",
+                                           "--out_dir", str(target / "db")]) == 0
         if not built:
             raise SystemExit(f"could not build the {hop} s database of {model_dir}")
     return target / "db"

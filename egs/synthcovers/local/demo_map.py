@@ -17,7 +17,7 @@ import json
 import torch
 
 from csi.baselines import evaluate_baselines
-from csi.embed import open_model
+from csi.modeldir import open_model
 from csi.eval.dev_map import evaluate_map
 from csi.io.manifest import read_manifest
 

@@ -45,7 +45,7 @@ def test_sets(data: Path) -> dict[str, list[dict]]:
 
 def train_point(config: dict, train: list[dict], data: Path, exp: Path, seed: int, steps: int) -> dict[str, float]:
     """Train one point (resumes if interrupted) and return g_best's MAP per test set."""
-    from csi.embed import open_model
+    from csi.modeldir import open_model
     from csi.eval.dev_map import evaluate_map
     from tools import train as train_tool
 

@@ -16,7 +16,7 @@ MR1, P@10 and HR@k also average over the queries with at least one relevant refe
 
 **Excluded pairs: same source recording.** A query is never ranked against its own
 recording. The feature stage writes tempo-augmented copies of a recording as utts
-``sp_<k>-<utt>`` (csi.features.extract.tempo_utt); they are the same performance, so a
+``sp_<k>-<utt>`` (csi.io.tempo_copy); they are the same performance, so a
 query must not be rewarded for finding them. :func:`same_source_pairs` gives, in the
 format ``exclude`` accepts, every (query, reference) pair whose utts have the same source
 recording (:func:`source_of_utt`: ``sp_0.9-work1-v0`` → ``work1-v0``): the query itself
@@ -49,7 +49,7 @@ strictly before it and those tied with it), so memory is bounded by the block
 (``block_size`` rows × references) and a 15,000 × 15,000 evaluation needs no full matrix.
 ``distances`` may be an array or any object with ``n_queries``, ``n_refs`` and
 ``rows(start, stop)`` returning the distance rows of those queries
-(``csi.eval.distance.ChunkDistances`` computes them on the fly).
+(``csi.scoring.distance.ChunkDistances`` computes them on the fly).
 """
 from __future__ import annotations
 
@@ -133,10 +133,10 @@ def _number(x) -> int | float:
 
 def source_of_utt(utt: str) -> str:
     """The source recording of an utt: the tempo copy ``sp_0.9-work1-v0`` comes from
-    ``work1-v0``; any other utt is its own source (csi.io.manifest.source_utt, the rule
+    ``work1-v0``; any other utt is its own source (csi.io.tempo_copy.source, the rule
     tools.check_leakage uses too)."""
-    from csi.io.manifest import source_utt
-    return source_utt(str(utt))
+    from csi.io import tempo_copy
+    return tempo_copy.source(str(utt))
 
 
 def same_source_pairs(query_utts: Sequence[str], ref_utts: Sequence[str], *,

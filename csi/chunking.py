@@ -1,4 +1,4 @@
-"""The chunking policy: how a recording's features are cut into the model's input chunks.
+"""The chunking primitives and policy: how a recording's features are cut into the model's input chunks.
 
 Chunks of ``chunk_frames`` stored frames start every ``hop_frames``; the last one is aligned
 to the end of the recording (every frame covered, no padding), a recording shorter than one
@@ -12,8 +12,36 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from csi.data.dataset import chunk_starts, read_chunk
 from csi.features.cqt import mean_pool_frames
+
+def chunk_starts(feat_len: int, chunk_frames: int, hop_frames: int) -> list[int]:
+    """Start frames of chunks covering a recording of ``feat_len`` frames.
+
+    Chunks start every ``hop_frames``; the last one is aligned to the end of the recording
+    so that every frame is covered without padding. A recording no longer than one chunk
+    gives ``[0]`` (that chunk is padded).
+    """
+    if chunk_frames < 1 or hop_frames < 1:
+        raise ValueError(f"chunk_frames and hop_frames must be positive, got {chunk_frames}, {hop_frames}")
+    last = int(feat_len) - chunk_frames
+    if last <= 0:
+        return [0]
+    starts = list(range(0, last + 1, hop_frames))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def read_chunk(feat: np.ndarray, start: int, chunk_frames: int, pad_value: float = -100.0) -> torch.Tensor:
+    """Frames ``[start, start + chunk_frames)`` of ``feat`` as a float32 tensor, padded at the end
+    with ``pad_value``; only those frames of a memory-mapped array are read. (float16 → float32
+    is done by torch, an order of magnitude faster than NumPy's conversion.)"""
+    piece = torch.from_numpy(np.array(feat[start:start + chunk_frames]))
+    if piece.shape[0] == chunk_frames:
+        return piece.float()
+    out = torch.full((chunk_frames, feat.shape[1]), pad_value, dtype=torch.float32)
+    out[:piece.shape[0]] = piece
+    return out
 
 
 @dataclass(frozen=True)

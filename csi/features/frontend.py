@@ -1,6 +1,6 @@
 """Which front end turns audio into a model's input features, with every parameter resolved.
 
-A ``FrontEnd`` is what a model directory records (``csi.embed.card``) and what the feature
+A ``FrontEnd`` is what a model directory records (``csi.modeldir``) and what the feature
 store records (``fingerprint.json``: ``sr`` and ``frontend``), so a consumer can compute the
 same features from new audio and refuse features made by another front end.
 """

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from csi.embed.matching import DISTANCES as MODES
-from csi.eval.best_pairs import greedy_best_pairs
+from csi.scoring.matching import DISTANCES as MODES
+from csi.scoring.best_pairs import greedy_best_pairs
 from csi.utils import resolve_device
 
 __all__ = ["ChunkDistances", "MODES", "track_mean_embeddings", "naive_track_distances", "resolve_device"]
@@ -102,7 +102,7 @@ class ChunkDistances:
     ``q_emb`` (query chunks, dim) L2-normalised, ``q_owner`` the query track of each chunk
     (any order); same for the references. Without references (``r_emb=None``) the queries
     are the references (all-vs-all, the embeddings are shared). Implements
-    ``csi.eval.metrics.DistanceRows``.
+    ``csi.scoring.metrics.DistanceRows``.
     """
 
     def __init__(self, q_emb, q_owner, n_queries: int, r_emb=None, r_owner=None, n_refs: int | None = None, *,

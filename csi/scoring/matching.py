@@ -9,7 +9,7 @@ identification compare recordings the way the model was made for:
     matching: {hop_s: 5.0, distance: best_pairs, best_k: 3}
 
 ``hop_s``: seconds between segment starts (None: the segment length, no overlap);
-``distance``: ``min`` | ``mean`` | ``best_pairs`` (csi.eval.distance); ``best_k``: the pairs
+``distance``: ``min`` | ``mean`` | ``best_pairs`` (csi.scoring.distance); ``best_k``: the pairs
 averaged by ``best_pairs``.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from csi.embed.frontend import FrontEnd, store_frontend
+from csi.features.frontend import FrontEnd, store_frontend
 from csi.registry import ConfigError
 from csi.utils import SILENCE_PEAK
 
