@@ -60,7 +60,7 @@ class FineConfig:
     versions of a work at aligned positions (csi.data.aligned, the stage-4 alignment file)."""
     init_dir: str = ""                 # the coarse experiment (model directory)
     alignment_path: str = ""           # tools.alignment_for_frames output for train_path
-    init_checkpoint: str = "g_best"    # file in init_dir/pt_model
+    init_checkpoint: Optional[str] = None   # file in init_dir/pt_model; default g_best, else the latest epoch (csi.modeldir)
     min_confidence: float = 0.3        # less confident pairs fall back to random chunks
 
     def __post_init__(self) -> None:
