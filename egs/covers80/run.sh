@@ -19,7 +19,7 @@ exp=$recipe/exp/coverhunter
 model_dir=""      # a trained model (e.g. egs/shs100k/exp/coverhunter): stages 3-5 skipped, stage 6 evaluates it
 nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--covers80_url URL] [--download_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
 Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 

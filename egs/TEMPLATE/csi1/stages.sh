@@ -199,7 +199,7 @@ align_stage() {
   [ -s "$manifest" ] || die "$manifest is missing: run stage 2 first"
   signature="manifest $(cksum < "$manifest") checkpoint $(cksum < "$ckpt") options $*"
   if already_done "$out.done" "$signature"; then return 0; fi
-  run_tool alignment_for_frames "$model" "$manifest" "$out" --checkpoint "$(basename "$ckpt")" "$@" "${_progress[@]}"
+  run_tool alignment_for_frames "$model" "$manifest" "$out" "$@" "${_progress[@]}"   # the tool's default: g_best, else the latest
   mark_done "$out.done" "$signature"
 }
 
@@ -211,7 +211,7 @@ fine_stage() {
   ckpt=$(model_checkpoint "$coarse")
   [ -s "$alignment" ] || die "$alignment is missing: run stage 4 first"
   train_stage "$exp" "$conf" "$@" --set "fine.init_dir=$coarse" --set "fine.alignment_path=$alignment" \
-    --set "fine.init_checkpoint=$(basename "$ckpt")"
+    --set "fine.init_checkpoint=$(basename "$ckpt")"   # explicit until the config's default falls back to the latest
 }
 
 # Stage 6: `eval_stage MODEL_DIR QUERY REF OUT_DIR [eval_testset options]` evaluates the
@@ -222,7 +222,7 @@ eval_stage() {
   local model=$1 query=$2 ref=$3 out=$4; shift 4
   [ -d "$model/pt_model" ] || die "no trained model in $model: run stage 3 first"
   local checkpoint=()
-  [ -f "$model/pt_model/g_best" ] && checkpoint=(--checkpoint g_best)
+  [ -f "$model/pt_model/g_best" ] && checkpoint=(--checkpoint g_best)   # until the tool's default is g_best
   run_tool eval_testset "$model" "$query" "$ref" --out_dir "$out" "${checkpoint[@]}" "$@" "${_progress[@]}"
   log_lines "test-set metrics ($out/metrics.json):" "$out/metrics_table.txt"
 }
