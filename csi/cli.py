@@ -72,7 +72,7 @@ from csi.registry import ConfigError
 from csi.utils import check_device_name, resolve_device  # noqa: F401  (part of the tool API)
 
 __all__ = ["ToolError", "add_device_arg", "check_device_name", "resolve_device", "add_progress_arg", "add_set_arg",
-           "apply_overrides", "add_renamed_arg", "require_options", "setup_logging", "run_tool_main", "LOG_FORMAT"]
+           "apply_overrides", "add_checkpoint_arg", "add_renamed_arg", "require_options", "setup_logging", "run_tool_main", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -119,6 +119,12 @@ def add_rerank_args(parser: argparse.ArgumentParser) -> None:
     """``--rerank SYSTEM --rerank_top K``: two-stage retrieval (csi.eval.rerank)."""
     parser.add_argument("--rerank", choices=("qmax",), help="re-score each query's top K by this alignment system")
     parser.add_argument("--rerank_top", type=int, default=50, help="references re-scored a query (default 50)")
+
+
+def add_checkpoint_arg(parser: argparse.ArgumentParser, default_help: str = "g_best, else the latest epoch") -> None:
+    """``--checkpoint``: an epoch number or a file name in ``MODEL_DIR/pt_model``; without it
+    the model directory's one rule (csi.modeldir.checkpoint_path)."""
+    parser.add_argument("--checkpoint", help=f"epoch number or file name in MODEL_DIR/pt_model (default: {default_help})")
 
 
 def add_set_arg(parser: argparse.ArgumentParser, what: str = "the config") -> None:

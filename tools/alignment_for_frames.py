@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from csi.cli import add_device_arg, add_progress_arg, run_tool_main, setup_logging
+from csi.cli import add_checkpoint_arg, add_device_arg, add_progress_arg, run_tool_main, setup_logging
 
 log = logging.getLogger("csi.align")
 
@@ -49,8 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_tempo_ratio", type=float, default=1.0, help="search tempo ratios up to this (1: shifts only)")
     p.add_argument("--max_pairs_per_work", type=int, default=100, help="pairs aligned per work at most (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair sampling")
-    p.add_argument("--checkpoint", help="epoch number or file name in MODEL_DIR/pt_model (default: g_best, "
-                                        "else the latest epoch)")
+    add_checkpoint_arg(p)
     p.add_argument("--plot_work", action="append", default=[], metavar="WORK", help="draw align_<WORK>.png")
     p.add_argument("--batch_size", type=int, default=32)
     add_device_arg(p)

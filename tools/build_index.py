@@ -27,7 +27,7 @@ log = logging.getLogger("csi.index")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_device_arg, add_progress_arg
+    from csi.cli import add_checkpoint_arg, add_device_arg, add_progress_arg
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="model directory (config/hparams.yaml, pt_model/)")
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--add", action="store_true", help="extend the index in OUT_DIR")
     parser.add_argument("--centroids", action="store_true", help="also write per-work centroids and radii")
     parser.add_argument("--batch_size", type=int, default=32, help="chunks a forward pass")
-    parser.add_argument("--checkpoint", help="epoch number or file name in pt_model/ (default: latest)")
+    add_checkpoint_arg(parser)
     parser.add_argument("--hop_s", type=float, help="seconds between chunk starts (default: the chunk length)")
     add_device_arg(parser)
     add_progress_arg(parser)

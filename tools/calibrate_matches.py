@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from csi.cli import add_device_arg, add_progress_arg, run_tool_main, setup_logging
+from csi.cli import add_checkpoint_arg, add_device_arg, add_progress_arg, run_tool_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", type=Path)
     p.add_argument("--method", choices=("platt", "isotonic"), default="platt", help="the map written")
     p.add_argument("--fit_fraction", type=float, default=0.5, help="share of the works the map is fitted on")
-    p.add_argument("--checkpoint", help="epoch or file in MODEL_DIR/pt_model (default: g_best, else the latest)")
+    add_checkpoint_arg(p)
     p.add_argument("--batch_size", type=int, default=32)
     add_device_arg(p)
     add_progress_arg(p)

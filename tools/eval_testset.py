@@ -58,7 +58,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_device_arg, add_progress_arg, add_rerank_args
+    from csi.cli import add_checkpoint_arg, add_device_arg, add_progress_arg, add_rerank_args
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", type=Path)
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, default=0, help="processes reading features / decoding audio")
     p.add_argument("--distractors", type=Path, help="manifest of references that are never relevant")
     p.add_argument("--out_dir", type=Path)
-    p.add_argument("--checkpoint", help="epoch number or file name in MODEL_DIR/pt_model (default: g_best, else the latest epoch)")
+    add_checkpoint_arg(p)
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamplings for a 95%% CI of MAP")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--plot", action="store_true", help="write distance_hist.png and embedding_pca.png")

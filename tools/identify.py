@@ -34,7 +34,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_device_arg, add_rerank_args
+    from csi.cli import add_checkpoint_arg, add_device_arg, add_rerank_args
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index_dir", type=Path)
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topk", type=int, default=10, help="works (and recordings) listed a query")
     parser.add_argument("--json", action="store_true", help="one JSON object a query on stdout")
     parser.add_argument("--model_dir", type=Path, help="default: the model recorded in index.json")
-    parser.add_argument("--checkpoint", help="epoch number or file name in pt_model/ (default: the index's)")
+    add_checkpoint_arg(parser, "the index's model")
     parser.add_argument("--nprobe", type=int, help="ivfpq: lists visited (default: the index's)")
     parser.add_argument("--ef_search", type=int, help="hnsw: search beam (default: the index's)")
     parser.add_argument("--k_chunks", type=int, help="vectors retrieved a query chunk (default max(100, 10·topk))")
