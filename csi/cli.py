@@ -63,9 +63,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
-
-import yaml
+from typing import Callable
 
 from csi.config import apply_overrides  # noqa: F401  (part of the tool API)
 from csi.registry import ConfigError

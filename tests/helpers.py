@@ -9,6 +9,31 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def write_model_dir(root: Path, hparams: dict, model=None, card=None, checkpoint: str = "g_00000000",
+                    seed: int = 0) -> Path:
+    """A model directory as training leaves one (csi.modeldir's layout): ``config/hparams.yaml``
+    from ``hparams``, ``pt_model/<checkpoint>`` holding ``model``'s weights (default: the
+    network ``hparams`` builds, seeded with ``seed``) and ``config/model_card.yaml`` when a
+    ``card`` is given. The one way the tests hand-build a model directory."""
+    import torch
+    import yaml
+
+    from csi import modeldir
+    from csi.models import build_model, model_section
+
+    root = Path(root)
+    (root / modeldir.HPARAMS_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (root / modeldir.HPARAMS_FILE).write_text(yaml.safe_dump(hparams, sort_keys=False))
+    if model is None:
+        torch.manual_seed(seed)
+        model = build_model(model_section(hparams))
+    modeldir.pt_dir(root).mkdir(parents=True, exist_ok=True)
+    torch.save({"generator": model.state_dict()}, modeldir.pt_dir(root) / checkpoint)
+    if card is not None:
+        modeldir.write_card(root, card)
+    return root
+
+
 def train_config(name: str) -> dict:
     """``conf/train/<name>.yaml`` resolved (its ``base:`` layers merged) in the flat hparams layout."""
     from csi.config import load_config

@@ -54,18 +54,15 @@ class MeanModel(EmbeddingModel):
 
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory):
-    from csi.modeldir import ModelCard, write_card
     from csi.features.frontend import resolve_frontend
+    from csi.modeldir import ModelCard
+    from tests.helpers import write_model_dir
 
     MODELS.register("align_mean")(MeanModel)
     root = tmp_path_factory.mktemp("align_model")
     hp = {"model": "align_mean", "input_dim": BINS, "embed_dim": BINS, "ce": {"output_dims": 3}}
-    (root / "config").mkdir()
-    (root / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp))
-    (root / "pt_model").mkdir()
-    torch.save({"generator": MeanModel(ce={"output_dims": 3}).state_dict()}, root / "pt_model" / "g_00000000")
     frontend = resolve_frontend({"name": "coverhunter_cqt"})
-    write_card(root, ModelCard("align_mean", BINS, BINS, 3, 1, 125, frontend))
+    write_model_dir(root, hp, MeanModel(ce={"output_dims": 3}), ModelCard("align_mean", BINS, BINS, 3, 1, 125, frontend))
     yield root
     MODELS.unregister("align_mean")
 

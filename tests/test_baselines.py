@@ -285,17 +285,9 @@ HP = {"train_path": "unused", "chunk_frame": [20], "mean_size": 2, "m_per_class"
 
 def random_model_dir(exp):
     """A model directory of the tiny model ``HP`` with seeded random weights (epoch 0)."""
-    import torch
-    import yaml
+    from tests.helpers import write_model_dir
 
-    from csi.models import build_model, model_section
-
-    (exp / "config").mkdir(parents=True)
-    (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(HP))
-    (exp / "pt_model").mkdir()
-    torch.manual_seed(0)
-    torch.save({"generator": build_model(model_section(HP)).state_dict()}, exp / "pt_model" / "g_00000000")
-    return exp
+    return write_model_dir(exp, HP)
 
 
 def test_eval_testset_prints_baselines_beside_the_model(tmp_path, capsys):

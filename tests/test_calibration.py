@@ -60,21 +60,16 @@ def test_calibration_of_another_model_or_distance_is_refused(tmp_path):
 
 
 def test_tool_writes_calibration_that_identify_prints(tmp_path, capsys):
-    from csi.modeldir import ModelCard, write_card
     from csi.features.frontend import resolve_frontend
+    from csi.modeldir import ModelCard
     from csi.models import build_model
+    from tests.helpers import write_model_dir
     from tools import build_index, calibrate_matches, identify
 
     hp = {"model": "pitch_cnn", "input_dim": 96, "embed_dim": 16, "channels": [8], "time_pool": [2],
           "fold": "chroma", "ce": {"output_dims": 4}}
-    model = tmp_path / "model"
-    (model / "config").mkdir(parents=True)
-    (model / "config" / "hparams.yaml").write_text(yaml.safe_dump({**hp, "train_path": "-", "mean_size": 1,
-                                                                    "chunk_frame": [50]}))
-    (model / "pt_model").mkdir()
-    torch.manual_seed(0)
-    torch.save({"generator": build_model(hp).state_dict()}, model / "pt_model" / "g_00000000")
-    write_card(model, ModelCard("pitch_cnn", 96, 16, 4, 1, 50, resolve_frontend({"name": "coverhunter_cqt"})))
+    model = write_model_dir(tmp_path / "model", {**hp, "train_path": "-", "mean_size": 1, "chunk_frame": [50]},
+                            card=ModelCard("pitch_cnn", 96, 16, 4, 1, 50, resolve_frontend({"name": "coverhunter_cqt"})))
     rng = np.random.default_rng(1)
     records = []
     for w in range(10):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 
 import csi.hear as hear
 
@@ -15,19 +14,13 @@ HP = {"model": "pitch_cnn", "input_dim": 96, "embed_dim": 24, "channels": [8, 8]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from csi.modeldir import ModelCard, write_card
     from csi.features.frontend import resolve_frontend
-    from csi.models import build_model
+    from csi.modeldir import ModelCard
+    from tests.helpers import write_model_dir
 
     root = tmp_path_factory.mktemp("hear_model")
-    (root / "config").mkdir()
-    (root / "config" / "hparams.yaml").write_text(yaml.safe_dump({**HP, "train_path": "unused", "mean_size": 1,
-                                                                   "chunk_frame": [50]}))
-    (root / "pt_model").mkdir()
-    torch.manual_seed(0)
-    torch.save({"generator": build_model(HP).state_dict()}, root / "pt_model" / "g_00000000")
-    write_card(root, ModelCard("pitch_cnn", 96, 24, 5, 1, 50, resolve_frontend({"name": "coverhunter_cqt"})))
-    return root
+    return write_model_dir(root, {**HP, "train_path": "unused", "mean_size": 1, "chunk_frame": [50]},
+                           card=ModelCard("pitch_cnn", 96, 24, 5, 1, 50, resolve_frontend({"name": "coverhunter_cqt"})))
 
 
 def _noise(n, seconds, seed=0):

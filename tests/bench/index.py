@@ -108,18 +108,9 @@ def index_figures(n: int = 1_000_000, n_queries: int = 1000, kind: str = "ivfpq"
 
 def make_model_dir(root: Path, model_hp: dict, train_hp: dict, seed: int = 0) -> Path:
     """A model directory (config/hparams.yaml + pt_model/g_00000000) of a random-weight model."""
-    import torch
-    import yaml
+    from tests.helpers import write_model_dir
 
-    from csi.models import build_model
-
-    (root / "config").mkdir(parents=True, exist_ok=True)
-    (root / "pt_model").mkdir(parents=True, exist_ok=True)
-    (root / "config" / "hparams.yaml").write_text(yaml.safe_dump({**train_hp, **model_hp}, sort_keys=False))
-    torch.manual_seed(seed)
-    model = build_model(model_hp)
-    torch.save({"generator": model.state_dict()}, root / "pt_model" / "g_00000000")
-    return root
+    return write_model_dir(root, {**train_hp, **model_hp}, seed=seed)
 
 
 def tone_audio(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
