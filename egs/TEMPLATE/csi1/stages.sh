@@ -179,8 +179,8 @@ _train_wait_for_node0() {
   done
 }
 
-# The checkpoint file a later stage uses of MODEL_DIR: pt_model/g_best if there is one, else
-# the latest epoch (the tools' own default). Dies when MODEL_DIR holds no trained model.
+# The checkpoint file the tools use of MODEL_DIR without --checkpoint (csi.modeldir): pt_model/g_best
+# if there is one, else the latest epoch; for done markers. Dies when MODEL_DIR holds no trained model.
 model_checkpoint() {
   local model=$1 last
   if [ -f "$model/pt_model/g_best" ]; then echo "$model/pt_model/g_best"; return 0; fi
@@ -207,23 +207,22 @@ align_stage() {
 # the coarse model on chunks cut at aligned positions (train_stage: resumable; its signature
 # covers the alignment file, whose header names the coarse checkpoint).
 fine_stage() {
-  local exp=$1 conf=$2 coarse=$3 alignment=$4 ckpt; shift 4
-  ckpt=$(model_checkpoint "$coarse")
+  local exp=$1 conf=$2 coarse=$3 alignment=$4; shift 4
+  model_checkpoint "$coarse" > /dev/null   # dies when the coarse model is missing
   [ -s "$alignment" ] || die "$alignment is missing: run stage 4 first"
-  train_stage "$exp" "$conf" "$@" --set "fine.init_dir=$coarse" --set "fine.alignment_path=$alignment" \
-    --set "fine.init_checkpoint=$(basename "$ckpt")"   # explicit until the config's default falls back to the latest
+  # fine.init_checkpoint is left to its default: g_best, else the latest epoch (csi.modeldir)
+  train_stage "$exp" "$conf" "$@" --set "fine.init_dir=$coarse" --set "fine.alignment_path=$alignment"
 }
 
 # Stage 6: `eval_stage MODEL_DIR QUERY REF OUT_DIR [eval_testset options]` evaluates the
-# checkpoint with the best dev MAP (pt_model/g_best) or else the latest epoch, and logs the
+# checkpoint with the best dev MAP (pt_model/g_best) or else the latest epoch (the tool's
+# default), and logs the
 # table of its metrics (beside chance and the baselines asked for with --baselines);
 # embeddings are cached per checkpoint, so a re-run is cheap.
 eval_stage() {
   local model=$1 query=$2 ref=$3 out=$4; shift 4
   [ -d "$model/pt_model" ] || die "no trained model in $model: run stage 3 first"
-  local checkpoint=()
-  [ -f "$model/pt_model/g_best" ] && checkpoint=(--checkpoint g_best)   # until the tool's default is g_best
-  run_tool eval_testset "$model" "$query" "$ref" --out_dir "$out" "${checkpoint[@]}" "$@" "${_progress[@]}"
+  run_tool eval_testset "$model" "$query" "$ref" --out_dir "$out" "$@" "${_progress[@]}"
   log_lines "test-set metrics ($out/metrics.json):" "$out/metrics_table.txt"
 }
 
