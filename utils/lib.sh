@@ -67,6 +67,14 @@ mark_done() {
   printf '%s\n' "$2" > "$1.tmp" && mv "$1.tmp" "$1"
 }
 
+# `run_once MARKER "inputs" COMMAND [ARGS...]`: COMMAND unless MARKER holds these inputs, then the marker.
+run_once() {
+  local marker=$1 signature=$2; shift 2
+  if already_done "$marker" "$signature"; then return 0; fi
+  "$@"
+  mark_done "$marker" "$signature"
+}
+
 # True if option $1 was given on the command line (parse_options.sh's parsed_options). A
 # script run by a recipe with the recipe's options forwarded (egs/TEMPLATE/csi1/csi.sh) is
 # handed the recipe's list in CSI_GIVEN_OPTIONS: `CSI_GIVEN_OPTIONS="${parsed_options[*]:-}" csi.sh ...`.

@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# Neural audio fingerprinting (after Chang et al. 2021): which recording, and where, a few
-# noisy seconds come from. Offline by default: the demo corpus is rendered here, its train
-# and val recordings train the fingerprinter, its test recordings (other works, other
-# timbres) are the database references, and stage 5 measures top-1 hit rates of noisy,
-# reverberated snippets beside landmark hashing (Wang 2003) on the same queries.
-#   bash egs/fingerprint/run.sh                       # every stage (~8 min on 2 cores)
-#   bash egs/fingerprint/run.sh --audio_dir DIR       # your audio: 80 % trains, 20 % references
-#   bash egs/fingerprint/run.sh --noise_dir N --ir_dir I   # your noises and room responses
+# Neural audio fingerprinting (after Chang et al. 2021; audiofp/): which recording, and where,
+# a few noisy seconds come from. Offline by default: the demo corpus's train and val
+# recordings train the fingerprinter, its test recordings are the references, and stage 5
+# measures top-1 hit rates of noisy snippets beside landmark hashing (egs/fingerprint/README.md).
+#   bash egs/fingerprint/run.sh [--audio_dir DIR] [--noise_dir N --ir_dir I]   # ~8 min on 2 cores
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$recipe/../../utils/lib.sh"
 
@@ -36,53 +33,42 @@ if stage_begin 0 "audio"; then
   if [ -n "$audio_dir" ]; then
     [ -d "$audio_dir" ] || die "--audio_dir $audio_dir: not a directory"
     log "using the audio of $audio_dir"
-  elif ! already_done "$corpus/.stage0.done" "works=$works"; then
-    run_tool make_synth_covers --out_dir "$corpus" --works "$works" --seed 0 --nj 2
-    mark_done "$corpus/.stage0.done" "works=$works"
+  else
+    run_once "$corpus/.stage0.done" "works=$works" run_tool make_synth_covers --out_dir "$corpus" --works "$works" --seed 0 --nj 2
   fi
   stage_end
 fi
 
 source_list=${audio_dir:-$corpus/dataset.txt}
+split_audio() { rm -rf "$data/train_audio" "$data/ref_audio"; python3 "$recipe/local/split_audio.py" "$source_list" "$data"; }
 if stage_begin 1 "training audio and held-out references"; then
-  signature="$source_list $( [ -f "$source_list" ] && cksum < "$source_list" || ls -R "$source_list" | cksum)"
-  if ! already_done "$data/.stage1.done" "$signature"; then
-    rm -rf "$data/train_audio" "$data/ref_audio"
-    python3 "$recipe/local/split_audio.py" "$source_list" "$data"
-    mark_done "$data/.stage1.done" "$signature"
-  fi
+  run_once "$data/.stage1.done" "$source_list $( [ -f "$source_list" ] && cksum < "$source_list" || ls -R "$source_list" | cksum)" split_audio
   stage_end
 fi
 
+training_pairs() {
+  rm -rf "$exp/dataset"
+  run_tool generate_training_dataset --input "$data/train_audio" --segments "$segments" --train_fraction "$train_fraction" \
+    ${ir_dir:+--ir_dir "$ir_dir"} ${noise_dir:+--noise_dir "$noise_dir"} --out_dir "$exp/dataset" --no_progress
+}
 if stage_begin 2 "training pairs (static augmentation)"; then
-  signature="$(ls -l "$data/train_audio" | cksum) n=$segments tr=$train_fraction ir=$ir_dir bn=$noise_dir"
-  if ! already_done "$exp/dataset/.stage2.done" "$signature"; then
-    rm -rf "$exp/dataset"
-    run_tool generate_training_dataset --input "$data/train_audio" --segments "$segments" --train_fraction "$train_fraction" \
-      ${ir_dir:+--ir_dir "$ir_dir"} ${noise_dir:+--noise_dir "$noise_dir"} --out_dir "$exp/dataset" --no_progress
-    mark_done "$exp/dataset/.stage2.done" "$signature"
-  fi
+  run_once "$exp/dataset/.stage2.done" "$(ls -l "$data/train_audio" | cksum) n=$segments tr=$train_fraction ir=$ir_dir bn=$noise_dir" training_pairs
   stage_end
 fi
 
 if stage_begin 3 "training the fingerprinter"; then
-  signature="$(cat "$exp/dataset/.stage2.done") ep=$epochs bs=$batch_size optim=$optim min=$max_minutes"
-  if ! already_done "$exp/model/.stage3.done" "$signature"; then
+  run_once "$exp/model/.stage3.done" "$(cat "$exp/dataset/.stage2.done") ep=$epochs bs=$batch_size optim=$optim min=$max_minutes" \
     run_tool train_fingerprinter --epochs "$epochs" --batch_size "$batch_size" --optim "$optim" --max_minutes "$max_minutes" \
-      --out_dir "$exp/model" --no_progress static --train_path "$exp/dataset/train_set" --val_path "$exp/dataset/val_set"
-    mark_done "$exp/model/.stage3.done" "$signature"
-  fi
+    --out_dir "$exp/model" --no_progress static --train_path "$exp/dataset/train_set" --val_path "$exp/dataset/val_set"
   stage_end
 fi
 
+database() {
+  run_tool generate_fingerprints "$exp/model" "$data/ref_audio" --out_dir "$exp/fingerprints" --hop_s "$hop_s" --no_progress
+  run_tool create_faiss_indexes --input "$exp/fingerprints" --name references --out_dir "$exp/db"
+}
 if stage_begin 4 "fingerprint database of the references"; then
-  signature="$(cat "$exp/model/.stage3.done") $(ls -l "$data/ref_audio" | cksum) hop=$hop_s"
-  if ! already_done "$exp/db/.stage4.done" "$signature"; then
-    run_tool generate_fingerprints "$exp/model" "$data/ref_audio" --out_dir "$exp/fingerprints" --hop_s "$hop_s" \
-      --no_progress
-    run_tool create_faiss_indexes --input "$exp/fingerprints" --name references --out_dir "$exp/db"
-    mark_done "$exp/db/.stage4.done" "$signature"
-  fi
+  run_once "$exp/db/.stage4.done" "$(cat "$exp/model/.stage3.done") $(ls -l "$data/ref_audio" | cksum) hop=$hop_s" database
   stage_end
 fi
 
