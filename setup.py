@@ -27,7 +27,7 @@ setup(
         "numba",  # the best-pairs track distance kernel (csi.scoring.best_pairs; torch fallback without it)
     ],
     extras_require={
-        # essentia: the Qmax parity test only (tests/test_qmax.py skips without it)
+        # essentia: the Qmax parity test only (tests/csi/baselines/test_qmax.py skips without it)
         "dev": ["pytest", "pytest-timeout", "essentia"],
         # offline demo corpus: scores from music21, MIDI rendered with pretty_midi's
         # bundled General MIDI soundfont through tinysoundfont. tinysoundfont itself is

@@ -54,7 +54,7 @@ API (a tool uses what applies to it)
 
 A tool module has ``build_parser()``, and ``main(argv=None) -> int`` that parses (usage
 errors exit 2 there) and returns ``run_tool_main(...)``; its ``__main__`` block is
-``sys.exit(main())``. tests/test_cli.py checks every module of tools/ against this.
+``sys.exit(main())``. tests/csi/test_cli.py checks every module of tools/ against this.
 """
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ POOL_ENSEMBLES: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
 }
 ROLES = ("lead", "inner", "bass", "comp")
 # pitches a role may play (folded by octaves into the range); every program of a role
-# sounds in TimGM6mb across it (tests/test_synth_covers.py checks)
+# sounds in TimGM6mb across it (tests/synthcovers/test_synth_covers.py checks)
 ROLE_RANGE = {"lead": (36, 96), "inner": (36, 84), "bass": (28, 72), "comp": (36, 84)}
 MIXED = "mixed"
 

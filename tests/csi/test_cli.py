@@ -269,7 +269,7 @@ def test_renamed_options_still_work_with_a_warning(tmp_path, capsys):
 
 # ---- run records -------------------------------------------------------------------------
 def test_train_run_record_holds_resolved_values(tmp_path):
-    from tests.test_train import make_exp
+    from tests.csi.train.test_train import make_exp
 
     exp, hp = make_exp(tmp_path, max_epochs=1, num_gpus=2, chunk_s=4.8, train_sample_path="x.txt")
     r = _run_tool("train", [str(exp), "--set", "bogus.key=1"], tmp_path)

@@ -120,10 +120,7 @@ def test_fetch_and_extract(tmp_path):
 def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
     import json
 
-    import torch
-    import yaml
-
-    from csi.models import build_model, model_section
+    from tests.helpers import write_model_dir
 
     make_tree(tmp_path / "c80", base_s=3)
     data = tmp_path / "data"
@@ -134,10 +131,7 @@ def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
           "input_dim": 96, "embed_dim": 32, "encoder": {"output_dims": 32, "num_blocks": 1, "attention_dim": 64},
           "pool_type": "attention", "ce": {"output_dims": 4, "weight": 1.0, "gamma": 2},
           "triplet": {"margin": 0.3, "weight": 0.1}, "center": {"weight": 0.0}}
-    (exp / "config").mkdir(parents=True)
-    (exp / "config" / "hparams.yaml").write_text(yaml.safe_dump(hp))
-    (exp / "pt_model").mkdir()
-    torch.save({"generator": build_model(model_section(hp)).state_dict()}, exp / "pt_model" / "g_00000000")
+    write_model_dir(exp, hp)
     r = run_bash([RUN, "--stage", "6", "--stop_stage", "6", "--covers80_dir", str(tmp_path / "c80"),
                   "--data", str(data), "--exp", str(exp)])
     assert r.returncode == 0, r.stderr[-3000:]

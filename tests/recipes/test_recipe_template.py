@@ -43,7 +43,7 @@ def test_every_recipe_is_short_and_calls_the_template_once():
 def test_a_recipe_run_logs_the_command_of_each_stage(tmp_path):
     """covers80 stages 1-6 with a tiny model: every stage logs its tool command lines
     (timestamped), both trainings write run.sh, no log line is over 1,000 characters."""
-    from tests.test_covers80 import make_tree
+    from tests.recipes.test_covers80 import make_tree
 
     make_tree(tmp_path / "c80", base_s=4)
     tiny_coverhunter_config(tmp_path / "tiny.yaml")

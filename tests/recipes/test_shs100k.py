@@ -110,7 +110,7 @@ def test_stages_1_to_6_tiny_model_and_covers80_with_model_dir(tmp_path):
     """Train on the (fake) SHS100K splits, evaluate its test split and covers80 (--covers80_data),
     then covers80's own recipe with --model_dir (stages 3-5 skipped)."""
 
-    from tests.test_covers80 import make_tree as make_covers80
+    from tests.recipes.test_covers80 import make_tree as make_covers80
 
     meta, audio = make_tree(tmp_path, seconds=4.0)
     tiny_coverhunter_config(tmp_path / "tiny.yaml")

@@ -183,7 +183,7 @@ def test_fine_training_refuses_an_alignment_of_another_manifest_or_model(tmp_pat
     from csi.registry import ConfigError
     from csi.train.config import parse_hparams
     from csi.train.trainer import Trainer
-    from tests.test_train import CPU, make_exp
+    from tests.csi.train.test_train import CPU, make_exp
     from tools import alignment_for_frames
 
     coarse, hp = make_exp(tmp_path, "coarse", max_steps=2, max_epochs=1)

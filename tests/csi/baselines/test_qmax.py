@@ -175,7 +175,7 @@ def test_qmax_chroma_steps_and_band():
 
 
 def test_qmax_beside_the_other_baselines_and_over_its_limit(tmp_path, monkeypatch):
-    from tests.test_baselines import write_records
+    from tests.csi.baselines.test_baselines import write_records
 
     _, records = write_records(tmp_path, melody_versions(3, semitones=2))
     res = evaluate_baselines(records, records, "qmax")

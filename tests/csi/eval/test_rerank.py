@@ -35,7 +35,7 @@ def test_reranked_order_top_k_by_alignment_then_the_rest():
 
 
 def test_rerank_skips_excluded_pairs_and_keeps_the_rest_of_the_ranking():
-    from tests.test_qmax import chroma_track
+    from tests.csi.baselines.test_qmax import chroma_track
 
     rng = np.random.default_rng(0)
     a = chroma_track(rng, 40)
@@ -67,8 +67,8 @@ def test_rerank_refuses_a_front_end_it_cannot_align():
 
 
 def test_eval_testset_rerank_all_references_equals_qmax(tmp_path, capsys):
-    from tests.test_baselines import random_model_dir, write_records
-    from tests.test_qmax import melody_versions
+    from tests.csi.baselines.test_baselines import random_model_dir, write_records
+    from tests.csi.baselines.test_qmax import melody_versions
     from tools import eval_testset
 
     manifest, records = write_records(tmp_path, melody_versions(4, semitones=3))

@@ -11,8 +11,9 @@ from csi.features.cqt import (FRONTENDS, CoverHunterCQT, NnAudioCQT, mean_pool_f
                               peak_normalize)
 from csi.registry import ConfigError
 from tests.bench.cqt_reference import reference_cqt
+from tests.helpers import REPO
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "coverhunter_ref"
+FIXTURES = REPO.parent / "shared" / "fixtures" / "coverhunter_ref"
 SR = 16000
 LOUD_DB = -80.0     # the fixture tolerance applies to bins above this level
 TOL_DB = 0.05

@@ -14,8 +14,9 @@ import yaml
 from csi.models import MODEL_KEYS, MODELS, POOLINGS, CoverHunter, build_model, model_section
 from csi.models.conformer import Conv2dSubsampling4, RelPositionMultiHeadedAttention, sinusoid_table
 from csi.registry import ConfigError
+from tests.helpers import REPO
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "coverhunter_ref"
+FIXTURE = REPO.parent / "shared" / "fixtures" / "coverhunter_ref"
 TOL = 1e-4
 
 SMALL = {"input_dim": 96, "embed_dim": 32,
