@@ -6,6 +6,7 @@
 #   meta=$(metadata_dir DIR MARK OPTION [URL ARCHIVE])
 #   youtube_audio_stage URL_LIST AUDIO_DIR JOBS RATE_LIMIT_S
 #   log_coverage FILE
+#   present_audio_manifests DATA META AUDIO_DIR "SPLIT_FILES" COMMAND [ARGS...]
 
 # `metadata_dir DIR MARK OPTION [URL ARCHIVE]` prints the directory at or under DIR (depth ≤ 3)
 # holding the file MARK. When there is none and URL is given, the tar archive URL is
@@ -44,4 +45,19 @@ youtube_audio_stage() {
 # Log a coverage table (csi.io.coverage) line by line: `log_coverage FILE`.
 log_coverage() {
   log_lines "coverage ($1):" "$1"
+}
+
+# Stage 1 on published splits: `present_audio_manifests DATA META AUDIO_DIR "SPLIT_FILES" COMMAND...`
+# runs COMMAND (it writes DATA's manifests of the audio present and DATA/coverage.txt) unless
+# META's split files (names relative to META, space-separated) and AUDIO_DIR's listing are
+# those of its last run; then logs the coverage table.
+present_audio_manifests() {
+  local data=$1 meta=$2 audio=$3 splits=$4 signature; shift 4
+  # shellcheck disable=SC2086  # the split file names are words
+  signature="$meta $(cd "$meta" && cat $splits 2>/dev/null | cksum || true) $(cd "$(dirname "$audio")" 2>/dev/null && pwd)/$(basename "$audio") $(ls "$audio" 2>/dev/null | cksum)"
+  if ! already_done "$data/.stage1.done" "$signature"; then
+    "$@" || die "stage 1 kept no recording of a split (coverage above, $data/coverage.txt)"
+    mark_done "$data/.stage1.done" "$signature"
+  fi
+  log_coverage "$data/coverage.txt"
 }

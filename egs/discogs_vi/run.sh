@@ -49,13 +49,8 @@ fi
 
 if stage_begin 1 "JSONL manifests of the audio present, coverage of each split"; then
   meta=$(metadata_dir "$discogs_dir" "$discogs_name.train" --discogs_dir)
-  signature="$meta $(cd "$meta" && cat "$discogs_name".{train,val,test} 2>/dev/null | cksum || true) $(cd "$(dirname "$audio_dir")" 2>/dev/null && pwd)/$(basename "$audio_dir") $(ls "$audio_dir" 2>/dev/null | cksum)"
-  if ! already_done "$data/.stage1.done" "$signature"; then
-    "${prepare[@]}" manifests "$meta" "$audio_dir" "$data" --name "$discogs_name" --no_progress \
-      || die "stage 1 kept no recording of a split (coverage above, $data/coverage.txt)"
-    mark_done "$data/.stage1.done" "$signature"
-  fi
-  log_coverage "$data/coverage.txt"
+  present_audio_manifests "$data" "$meta" "$audio_dir" "$discogs_name.train $discogs_name.val $discogs_name.test" \
+    "${prepare[@]}" manifests "$meta" "$audio_dir" "$data" --name "$discogs_name" --no_progress
   stage_end
 fi
 

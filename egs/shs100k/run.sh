@@ -47,13 +47,8 @@ fi
 
 if stage_begin 1 "JSONL manifests of the audio present, coverage of each split"; then
   meta=$(metadata_dir "$shs_dir" SHS100K-TRAIN --shs_dir)
-  signature="$meta $(cd "$meta" && cat SHS100K-TRAIN SHS100K-VAL SHS100K-TEST 2>/dev/null | cksum || true) $(cd "$(dirname "$audio_dir")" 2>/dev/null && pwd)/$(basename "$audio_dir") $(ls "$audio_dir" 2>/dev/null | cksum)"
-  if ! already_done "$data/.stage1.done" "$signature"; then
-    python3 "$recipe/local/prepare_shs100k.py" manifests "$meta" "$audio_dir" "$data" --no_progress \
-      || die "stage 1 kept no recording of a split (coverage above, $data/coverage.txt)"
-    mark_done "$data/.stage1.done" "$signature"
-  fi
-  log_coverage "$data/coverage.txt"
+  present_audio_manifests "$data" "$meta" "$audio_dir" "SHS100K-TRAIN SHS100K-VAL SHS100K-TEST" \
+    python3 "$recipe/local/prepare_shs100k.py" manifests "$meta" "$audio_dir" "$data" --no_progress
   stage_end
 fi
 
