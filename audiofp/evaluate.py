@@ -61,6 +61,20 @@ def score(queries: list[dict], identify: Callable[[np.ndarray], list[dict]], tol
             "query_ms_p90": round(1000 * float(np.percentile(times, 90)), 2)}
 
 
+def build_and_score(index: Any, references: list[tuple[str, np.ndarray]], queries: list[dict], seconds: float
+                    ) -> dict[str, Any]:
+    """A hash index (audiofp.landmark.LandmarkIndex or a peer of audiofp.peers) built from the
+    references and scored on the queries: ``score``'s figures, its bytes per reference
+    audio-second (``index.size_bytes()``) and the build time."""
+    t0 = time.perf_counter()
+    for rec, audio in references:
+        index.add(rec, audio)
+    build_s = time.perf_counter() - t0
+    result = score(queries, lambda y: index.identify(y))
+    result.update(bytes_per_audio_s=round(index.size_bytes() / seconds, 1), build_s=round(build_s, 2))
+    return result
+
+
 def table(results: dict[str, dict], lengths_s: list[float], snrs_db: list[float]) -> str:
     """Markdown: a row per query length, a column per (system, SNR)."""
     systems = list(results)

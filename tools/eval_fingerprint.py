@@ -2,14 +2,16 @@
 
     python3 -m tools.eval_fingerprint DB_DIR REFERENCES --out_dir DIR [--lengths 1,2,3,5,10]
         [--snrs 0,5,10,20] [--per_cell 40] [--noise_dir D] [--ir_dir D] [--seed 1]
-        [--verify 10] [--no_landmark] [--model_dir DIR]
+        [--verify 10] [--no_landmark] [--peer audfprint] [--model_dir DIR]
 
 REFERENCES are the database's recordings (the folder or manifest given to
 ``tools.generate_fingerprints``). For every query length and SNR, ``--per_cell`` snippets
 are cut at random offsets, reverberated and mixed with noise (``--noise_dir``/``--ir_dir``,
 else coloured noises and synthetic room responses generated with the test seed, never seen
 in training), identified by the learned database (audiofp.search) and by landmark
-hashing (audiofp.landmark) built on the same references. A hit is the right
+hashing (audiofp.landmark) built on the same references, and by each ``--peer`` (another
+project's fingerprinter, audiofp.peers: ``audfprint``, Dan Ellis's, from the package
+audfprint2) on the same reference and query audio. A hit is the right
 recording with the offset within ±0.5 s. Writes ``results.json``, ``table.md``,
 ``hit_rate.png`` and a run record to DIR; prints the table and one JSON line of figures
 (hit rates, bytes per reference audio-second, milliseconds per query).
@@ -19,9 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
+from audiofp.peers import PEERS
 from csi.cli import add_device_arg, non_negative_int, run_tool_main, setup_logging
 
 
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", type=non_negative_int, default=10,
                    help="best vote windows verified along the whole query (0: votes only)")
     p.add_argument("--no_landmark", action="store_true", help="skip the landmark-hashing baseline")
+    p.add_argument("--peer", action="append", default=[], choices=sorted(PEERS),
+                   help="also another project's fingerprinter (repeatable; audfprint: pip install audfprint2)")
     p.add_argument("--model_dir", type=Path, help="default: the fingerprinter recorded in the database")
     add_device_arg(p)
     return p
@@ -62,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from audiofp import augment, evaluate
     from audiofp.database import open_with_model
     from audiofp.landmark import LandmarkIndex
+    from audiofp.peers import build_peer, check_peer, evaluate_peer
     from audiofp.references import list_recordings
     from audiofp.search import identify_snippet
     from csi.io.audio import load
     from csi.utils import atomic_write_text, resolve_device
 
+    for name in args.peer:
+        check_peer(name)                         # a missing package stops the run before any work
     loaded, index = open_with_model(args.db_dir, args.model_dir, str(resolve_device(args.device)))
     sr = loaded.mel.sr
     refs = [(rec, load(path, sr)[0]) for rec, path in list_recordings(args.references)]
@@ -81,15 +88,10 @@ def run(args: argparse.Namespace) -> int:
     results = {"learned": evaluate.score(queries, lambda y: identify_snippet(index, loaded, y, verify=args.verify))}
     results["learned"]["bytes_per_audio_s"] = round((args.db_dir / "index.faiss").stat().st_size / seconds, 1)
     if not args.no_landmark:
-        t0 = time.perf_counter()
-        landmark = LandmarkIndex(sr)
-        for rec, audio in refs:
-            landmark.add(rec, audio)
-        build_s = time.perf_counter() - t0
-        results["landmark"] = evaluate.score(queries, lambda y: landmark.identify(y))
-        results["landmark"].update(bytes_per_audio_s=round(landmark.size_bytes() / seconds, 1),
-                                   build_s=round(build_s, 2))
+        results["landmark"] = evaluate.build_and_score(LandmarkIndex(sr), refs, queries, seconds)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    for name in dict.fromkeys(args.peer):
+        results[name] = evaluate_peer(build_peer(name, sr), refs, queries, seconds, args.out_dir)
     text = evaluate.table(results, args.lengths, args.snrs)
     summary = {"references": len(refs), "reference_seconds": round(seconds, 1), "queries": len(queries), **results}
     atomic_write_text(args.out_dir / "results.json", json.dumps(summary, indent=1) + "\n")
