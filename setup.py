@@ -26,6 +26,8 @@ setup(
         "h5py",  # features shipped as HDF5 (Da-TACOS, csi.io.h5features)
         "numba",  # the best-pairs track distance kernel (csi.scoring.best_pairs; torch fallback without it)
     ],
+    # the `csi` command: csi identify|embed|eval|index|train|baseline|serve|TOOL (tools.csi_command)
+    entry_points={"console_scripts": ["csi = tools.csi_command:main"]},
     extras_require={
         # essentia: the Qmax parity test only (tests/csi/baselines/test_qmax.py skips without it)
         "dev": ["pytest", "pytest-timeout", "essentia"],

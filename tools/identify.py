@@ -76,46 +76,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def identify(args: argparse.Namespace) -> int:
-    from csi.embed import embed_records
-    from csi.scoring.matching import Matching
-    from csi.index import ChunkIndex
-    from csi.scoring.calibration import Calibration
-    from csi.index.identity import index_model
+    from csi.features.reader import EmbedInputError
+    from csi.identify import Identifier, SearchOptions
 
-    index = ChunkIndex.load(args.index_dir)
-    loaded = index_model(index.model, index.dim, args.model_dir, args.checkpoint, args.device)
-    index.set_search_params(args.nprobe, args.ef_search)
-    card = loaded.card
-    policy = card.chunking(hop_s=int(index.model.get("hop_frames") or card.chunk_frames) / card.frontend.frames_per_s)
-    reader = loaded.reader()
-    if args.centroids:
-        from csi.index.centroids import WorkCentroids
-        centroids = WorkCentroids.load(args.index_dir, index.model)
-    matching = Matching.from_dict(index.model.get("matching"), f"{args.index_dir}/index.json").with_overrides(
-        distance=args.distance, best_k=args.best_pairs_k)
-    from csi.eval.rerank import IndexReranker
-    reranker = IndexReranker(index, reader, args.rerank, args.rerank_top) if args.rerank else None
-    calibration = Calibration.load(args.index_dir)
-    if calibration is not None:
-        calibration.check(index.model, matching.to_dict(), str(args.index_dir / "calibration.json"))
+    options = SearchOptions(nprobe=args.nprobe, ef_search=args.ef_search, k_chunks=args.k_chunks,
+                            distance=args.distance, best_pairs_k=args.best_pairs_k, centroids=args.centroids,
+                            rerank=args.rerank, rerank_top=args.rerank_top, batch_size=args.batch_size)
+    identifier = Identifier(args.index_dir, args.model_dir, args.checkpoint, args.device, options)
     answered = 0
     for path in args.audio:
-        result = embed_records(loaded.model, [{"utt": path, "wav": path}], policy, reader, args.batch_size,
-                               loaded.device)
-        if result.failed:
-            print(f"identify: {path}: {result.failed[0]}", file=sys.stderr)
+        try:
+            answer = identifier.identify(path, args.topk)
+        except EmbedInputError as e:
+            print(f"identify: {path}: {e}", file=sys.stderr)
             continue
-        duration_s = round(reader.last_frames / card.frontend.frames_per_s, 2)
-        if args.centroids:
-            ranked = {"works": centroids.rank(result.emb, args.topk), "recordings": []}
-        elif reranker is not None:          # the search's top recordings, re-ordered by the alignment
-            ranked = reranker.rank(result.emb, path, args.topk, args.k_chunks, matching)
-        else:
-            ranked = index.rank(result.emb, args.topk, args.k_chunks, matching).to_dict()
-        answer = {"query": path, "duration_s": duration_s, "chunks": len(result.emb), **ranked}
-        if calibration is not None and not args.centroids:     # a cosine similarity: distance 1 - score
-            for work in answer["works"]:
-                work["p_same_work"] = round(float(calibration.probability(1.0 - work["score"])), 4)
         print(json.dumps(answer, ensure_ascii=False) if args.json else format_text(answer), flush=True)
         answered += 1
     return 0 if answered else 1

@@ -189,9 +189,11 @@ class IndexReranker:
         self.chroma_of = ChromaSource(reader, system)
         self.by_utt = {r["utt"]: r for r in index.recordings}
 
-    def rank(self, emb: np.ndarray, audio_path: str, topk: int, k_chunks: int | None, matching) -> dict[str, Any]:
+    def rank(self, emb: np.ndarray, query: Mapping[str, Any], topk: int, k_chunks: int | None,
+             matching) -> dict[str, Any]:
+        """``query``: the query's record (``wav`` or in-memory ``samples``), read for its chroma."""
         first = self.index.rank(emb, max(self.top_k, topk), k_chunks, matching).to_dict()
         first["recordings"] = first["recordings"][:self.top_k]
-        query = self.chroma_of({"utt": f"<query {audio_path}>", "wav": audio_path})
+        query = self.chroma_of(dict(query, utt=f"<query {query.get('utt', '')}>"))
         refs = [self.chroma_of(self.by_utt[r["utt"]]) for r in first["recordings"]]
         return rerank_ranking(first, query, refs, topk)

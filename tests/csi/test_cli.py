@@ -36,6 +36,7 @@ TOOLS = {
     "make_synth_covers": (None, True),
     "train": (["missing_exp"], False),
     "identify": (["missing_index", "missing.wav"], False),
+    "embed": (["missing_model", "missing.wav"], False),
     "build_index": (["missing_model", "missing.txt", "out"], True),
     "eval_testset": (["missing_model", "missing_q.txt", "missing_r.txt"], True),
     "alignment_for_frames": (["missing_model", "missing.txt", "out.jsonl"], True),
@@ -54,7 +55,7 @@ ALL = list(TOOLS)
 
 
 def test_every_tool_is_covered():
-    modules = {p.stem for p in (REPO / "tools").glob("*.py")} - {"__init__"}
+    modules = {p.stem for p in (REPO / "tools").glob("*.py")} - {"__init__", "csi_command"}   # the `csi` front door
     assert modules == set(TOOLS)
 
 
