@@ -6,10 +6,19 @@ One recording per line::
 
 Later stages add ``song_id``, ``version_id``, ``feat`` and ``feat_len``; keys this module
 does not know are kept as they are, in their order.
+
+CoverHunterMPS (github alanngnet/CoverHunterMPS) writes the same lines with three fields
+renamed — ``perf`` (the recording), ``work`` and ``work_id`` — and its intermediate files
+carry ``dur_ms`` instead of ``dur_s``. :func:`read_manifest` reads them as csi's ``utt``,
+``song``, ``song_id`` and ``dur_s`` (:data:`MPS_FIELDS`; one log line a file says so), so
+its ``dataset.txt`` and ``full.txt`` are accepted as they are. A name is read so only where
+csi's own is absent, so a line that has both keeps both (a csi or CoverHunter manifest reads
+exactly as before). Manifests are always written with csi's names.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 from collections import OrderedDict
@@ -22,6 +31,11 @@ Record = dict
 
 REQUIRED_KEYS = ("utt", "wav", "song")
 
+# CoverHunterMPS's manifest field -> csi's (the same meaning; CoverHunterMPS tools/extract_csi_features.py)
+MPS_FIELDS = {"perf": "utt", "work": "song", "work_id": "song_id"}
+
+log = logging.getLogger("csi.io.manifest")
+
 
 class ManifestError(ValueError):
     """A manifest that cannot be used; the message names the file and line."""
@@ -30,11 +44,13 @@ class ManifestError(ValueError):
 def read_manifest(path: str | os.PathLike, required: Sequence[str] = REQUIRED_KEYS) -> list[Record]:
     """Read a JSONL manifest; blank lines are ignored.
 
-    Raises ManifestError naming ``path:line`` for a malformed line, a line without a
-    required key, or an ``utt`` seen before.
+    CoverHunterMPS's field names are read as csi's (module docstring). Raises ManifestError
+    naming ``path:line`` for a malformed line, a line without a required key, or an ``utt``
+    seen before.
     """
     records: list[Record] = []
     first_line_of: dict[str, int] = {}
+    mapped: dict[str, int] = {}          # "perf -> utt": lines read with that CoverHunterMPS name
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -46,17 +62,52 @@ def read_manifest(path: str | os.PathLike, required: Sequence[str] = REQUIRED_KE
                 raise ManifestError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(rec, dict):
                 raise ManifestError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            rec = _csi_field_names(rec, where, mapped)
             missing = [k for k in required if k not in rec]
             if missing:
-                raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
+                raise ManifestError(f"{where}: missing key(s) {', '.join(_with_mps_name(k) for k in missing)}")
             utt = rec.get("utt")
             if utt is not None:
                 if utt in first_line_of:
                     raise ManifestError(
                         f"{where}: duplicate utt {utt!r} (first seen on line {first_line_of[utt]})")
                 first_line_of[utt] = lineno
-            records.append(dict(rec))
+            records.append(rec)
+    if mapped:
+        log.info("%s: CoverHunterMPS field names read as csi's: %s", path,
+                 ", ".join(f"{rename} ({n} lines)" for rename, n in mapped.items()))
     return records
+
+
+def _csi_field_names(rec: OrderedDict, where: str, mapped: dict[str, int]) -> dict:
+    """``rec`` with CoverHunterMPS's field names (:data:`MPS_FIELDS`, ``dur_ms``) as csi's, in
+    their places, each only where csi's own name is absent (a line that has both keeps both, as
+    any unknown key is kept); counts each renaming in ``mapped``."""
+    renames = {k: v for k, v in MPS_FIELDS.items() if k in rec and v not in rec}
+    if "dur_ms" in rec and "dur_s" not in rec:
+        renames["dur_ms"] = "dur_s"
+    if not renames:
+        return dict(rec)
+    out: dict = {}
+    for key, value in rec.items():
+        ours = renames.get(key)
+        if ours is None:
+            out[key] = value
+            continue
+        if key == "dur_ms":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ManifestError(f"{where}: dur_ms: expected a number of milliseconds, got {value!r}")
+            value = value / 1000.0
+        out[ours] = value
+        rename = f"{key} -> {ours}" if key != "dur_ms" else "dur_ms -> dur_s (/ 1000)"
+        mapped[rename] = mapped.get(rename, 0) + 1
+    return out
+
+
+def _with_mps_name(key: str) -> str:
+    """``key``, with its CoverHunterMPS name when it has one (for messages)."""
+    theirs = [k for k, v in MPS_FIELDS.items() if v == key]
+    return f"{key} (or CoverHunterMPS's {theirs[0]})" if theirs else key
 
 
 def check_unique_utts(records: Iterable[Record], what: str = "manifest") -> None:

@@ -24,12 +24,22 @@ asserts this). The trainer checks it at the frame rate of the front end that mad
 training features (csi.train.trainer.check_reference_keys) and refuses a file where it does
 not hold, with both numbers; the chunk length comes from ``chunk_frame``/``mean_size`` (or
 ``dev_chunk_s``) as always. ``cqt.hop_size`` is checked there against the front end's hop.
+
+CoverHunterMPS (github alanngnet/CoverHunterMPS) files are read too
+(:func:`map_coverhunter_mps`, called by :func:`parse_hparams`): its keys with a meaning here
+become csi's (one log line each: ``foc`` → ``ce``, a dev set's ``every_n_epoch_to_test`` →
+``every_n_epoch_to_dev``, ``optimizer: adamw`` → ``{name: adamw}``, ``early_stop_metric:
+mAP`` with ``map_stopping_testsets``/``early_stopping_patience`` → ``early_stopping``,
+``roll_pitch.method: default`` → CoverHunter's roll), keys without an effect in that file are
+ignored with a warning (as above), and the rest are refused, each by key with the reason, in
+one error. A file without CoverHunterMPS keys is read exactly as before.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 from csi.modeldir import REFERENCE_CHUNK_FRAME, REFERENCE_MEAN_SIZE
 from csi.utils import check_device_name
@@ -38,7 +48,7 @@ from csi.scoring.matching import Matching
 from csi.models import model_keys
 from csi.registry import ConfigError
 
-
+log = logging.getLogger("csi.config")
 
 
 @dataclass
@@ -149,6 +159,7 @@ class Hparams:
     dev_sets: dict[str, DevSet]
     raw: dict                       # the dict as read (after --set overrides)
     ignored: dict[str, str] = field(default_factory=dict)   # key path ("covers80.save_name") -> why ignored
+    mapped: dict[str, str] = field(default_factory=dict)    # CoverHunterMPS key path -> the csi key it became
 
     def resolved(self, model: dict | None = None) -> dict[str, Any]:
         """The config actually used, in the layout of hparams.yaml (so it loads again):
@@ -179,11 +190,14 @@ def parse_hparams(hp: dict[str, Any], where: str = "hparams.yaml", base_dir: str
     Relative paths are taken relative to ``base_dir`` when that path exists there, else
     as given (relative to the working directory, as CoverHunter does).
     """
+    read = hp
+    mps = map_coverhunter_mps(hp, where)
+    hp = mps.hp
     keys = model_keys(hp.get("model", "coverhunter"))
     model = {k: v for k, v in hp.items() if k in keys}
     dev_sets: dict[str, DevSet] = {}
     rest: dict[str, Any] = {}
-    ignored: dict[str, str] = {}
+    ignored: dict[str, str] = dict(mps.ignored)
     for key, value in hp.items():
         if key in keys:
             continue
@@ -202,7 +216,7 @@ def parse_hparams(hp: dict[str, Any], where: str = "hparams.yaml", base_dir: str
         for dev in dev_sets.values():
             dev.query_path = _resolve(dev.query_path, base_dir)
             dev.ref_path = _resolve(dev.ref_path, base_dir)
-    return Hparams(train, model, dev_sets, hp, ignored)
+    return Hparams(train, model, dev_sets, read, ignored, mps.mapped)
 
 
 def _resolve(path: str, base_dir: str) -> str:
@@ -210,3 +224,192 @@ def _resolve(path: str, base_dir: str) -> str:
         return path
     candidate = os.path.join(base_dir, path)
     return candidate if os.path.exists(candidate) else path
+
+
+# ---- CoverHunterMPS hparams.yaml ----------------------------------------------------------
+# The keys of github alanngnet/CoverHunterMPS's training configs (training/*/config/hparams*.yaml)
+# and trainer (src/trainer.py) that CoverHunter's files do not have.
+
+MPS_TRAIN_PROD_KEYS = ("k_folds", "lr_initial", "lr_initial_fold2", "fold_hold_steps", "fold_lr_decay",
+                       "final_lr_decay", "final_fold_position", "final_early_stopping_patience")
+MPS_EARLY_STOP_KEYS = ("early_stop_metric", "early_stopping_patience", "map_stopping_testsets", "map_smoothing_alpha")
+MPS_DEFAULT_PATIENCE = 20          # src/trainer.py: hp.get("early_stopping_patience", 20)
+_TO_MAP = ("set early_stop_metric: mAP with map_stopping_testsets: [NAME] (a dev set), or csi's early_stopping: "
+           "{patience, dev_set}, or remove the early-stopping keys (train to max_epochs / max_steps)")
+
+
+@dataclass
+class MpsMapping:
+    """A config with its CoverHunterMPS keys read as csi's (:func:`map_coverhunter_mps`)."""
+    hp: dict[str, Any]
+    mapped: dict[str, str]     # key path -> what it became
+    ignored: dict[str, str]    # key path -> why it has no effect
+
+
+def map_coverhunter_mps(hp: Mapping[str, Any], where: str = "hparams.yaml") -> MpsMapping:
+    """``hp`` (flat hparams) with CoverHunterMPS's keys mapped to csi's, the ones without an
+    effect dropped (a warning each) and the others refused: one ConfigError naming ``where``
+    and every refused key with its reason. A dict without such keys comes back equal."""
+    out = dict(hp)
+    mapped: dict[str, str] = {}
+    ignored: dict[str, str] = {}
+    refused: dict[str, str] = {}
+
+    def ignore(key: str, why: str) -> None:
+        out.pop(key, None)
+        ignored[key] = why
+
+    # the model: CoverHunterMPS calls CoverHunter's ce (a focal loss already) foc (src/model.py)
+    if "foc" in out:
+        if "ce" in out:
+            refused["foc"] = "the focal loss CoverHunter and csi call ce, which this file also gives: keep one"
+        else:
+            out = _renamed(out, "foc", "ce")
+            mapped["foc"] = "ce"
+    if out.get("device") == "mps":
+        refused["device: mps"] = ("Apple's mps device is not supported: csi trains on cpu or cuda; set device: auto "
+                                  "(cuda when available) or pass tools.train --device cpu|cuda")
+    # the optimizer: a name, AdamW unless it is prodigy (src/trainer.py configure_optimizer)
+    optimizer = out.get("optimizer")
+    if isinstance(optimizer, str):
+        name = optimizer.lower()
+        if name == "prodigy":
+            refused["optimizer: prodigy"] = "the Prodigy optimizer is not implemented (csi.train.optim: adamw, adam)"
+            for key in ("prodigy_d_coef", "prodigy_safeguard_warmup"):
+                if key in out:
+                    refused[key] = "a setting of the Prodigy optimizer, which is not implemented"
+        elif name == "adamw":
+            out["optimizer"] = {"name": "adamw"}
+            mapped["optimizer: adamw"] = "optimizer: {name: adamw}"
+            if "weight_decay" in out:
+                ignore("weight_decay", "CoverHunterMPS's AdamW does not read it (torch's default 0.01, csi's default, "
+                                       "is used); only its Prodigy does")
+        else:
+            refused[f"optimizer: {optimizer}"] = ("CoverHunterMPS names adamw or prodigy here; csi's optimizer is "
+                                                  "adamw, or a section {name: adamw|adam, lookahead}")
+    if not (isinstance(optimizer, str) and optimizer.lower() == "prodigy"):
+        for key in ("prodigy_d_coef", "prodigy_safeguard_warmup"):
+            if key in out:
+                ignore(key, "read only by the Prodigy optimizer, which this file does not select")
+    # the learning-rate schedule: a hold at the initial rate (src/scheduler.py)
+    if "hold_steps" in out:
+        hold = out["hold_steps"]
+        if out.get("warmup") is True:
+            ignore("hold_steps", "CoverHunterMPS ignores it when warmup is on")
+        elif isinstance(hold, (int, float)) and not isinstance(hold, bool) and hold <= 0:
+            ignore("hold_steps", "0: no hold, the learning rate decays from the start, as here")
+        else:
+            refused[f"hold_steps: {hold}"] = ("csi's schedule has no hold at the initial rate (warmup/warmup_steps, "
+                                             "then lr_decay every lr_decay_every_steps down to min_lr): remove it or set 0")
+    # losses logged on manifests, and reports: no effect on the model trained
+    for key in ("val_path", "test_path"):
+        if key in out:
+            ignore(key, "CoverHunterMPS logs a focal loss on it every epoch; csi validates by the dev sets' MAP "
+                        "(a section NAME: {query_path, ref_path} makes it one)")
+    if "every_n_epoch_to_test" in out:
+        ignore("every_n_epoch_to_test", "at the top level it sets how often CoverHunterMPS computes the "
+                                        "val_path/test_path loss, which csi does not compute (a dev set's own "
+                                        "every_n_epoch_to_test is its every_n_epoch_to_dev)")
+    if "bootstrap" in out:
+        ignore("bootstrap", "CoverHunterMPS reports a bootstrap interval of the test sets' MAP at each new best; "
+                            "the dev MAP has none during training (tools.eval_testset --bootstrap N gives one)")
+    for key in MPS_TRAIN_PROD_KEYS:
+        if key in out:
+            refused[key] = ("read by CoverHunterMPS's tools/train_prod.py (k-fold training, then a final training "
+                            "on all data), which csi does not implement: tools.train trains once on train_path")
+    # the dev sets ("test sets" there)
+    for name, section in list(out.items()):
+        if isinstance(section, Mapping) and "query_path" in section and "every_n_epoch_to_test" in section:
+            if "every_n_epoch_to_dev" in section:
+                refused[f"{name}.every_n_epoch_to_test"] = "CoverHunterMPS's name for every_n_epoch_to_dev, also given"
+            else:
+                out[name] = _renamed(dict(section), "every_n_epoch_to_test", "every_n_epoch_to_dev")
+                mapped[f"{name}.every_n_epoch_to_test"] = f"{name}.every_n_epoch_to_dev"
+    _map_early_stopping(out, mapped, ignored, refused)
+    _map_roll_pitch(out, mapped, refused)
+    if refused:
+        raise ConfigError(f"{where}: CoverHunterMPS key(s) csi does not implement:\n" + "\n".join(
+            f"  {key} — {why}" for key, why in refused.items()))
+    for key, to in mapped.items():
+        log.info("%s: %s: CoverHunterMPS key read as %s", where, key, to)
+    for key, why in ignored.items():
+        log.warning("%s: %s: ignored — %s", where, key, why)
+    return MpsMapping(out, mapped, ignored)
+
+
+def _map_early_stopping(out: dict, mapped: dict, ignored: dict, refused: dict) -> None:
+    """CoverHunterMPS's early-stopping keys (src/trainer.py train, _check_map_early_stopping)
+    as csi's ``early_stopping`` section, in place."""
+    given = [k for k in MPS_EARLY_STOP_KEYS if k in out]
+    if not given:
+        return
+    if "early_stopping" in out:
+        for key in given:
+            refused[key] = "CoverHunterMPS's early stopping, and csi's early_stopping is given too: keep one"
+        return
+    metric = out.get("early_stop_metric", "val_loss")        # CoverHunterMPS's default
+    names = out.get("map_stopping_testsets") or []
+    if metric == "mAP" and not names:
+        refused["map_stopping_testsets"] = ("missing or empty with early_stop_metric: mAP (CoverHunterMPS then stops "
+                                            "on the val_path loss, which csi does not compute): name one dev set")
+        return
+    if metric == "val_loss":
+        key = "early_stop_metric" if "early_stop_metric" in out else "early_stopping_patience"
+        refused[f"{key}: {out[key]}"] = ("CoverHunterMPS stops on the val_path focal loss"
+                                         f"{' (its default metric)' if key != 'early_stop_metric' else ''}; csi has no "
+                                         f"validation loss and stops on a dev set's MAP: {_TO_MAP}")
+        for key in ("map_stopping_testsets", "map_smoothing_alpha"):
+            if key in out:
+                out.pop(key)
+                ignored[key] = "used only with early_stop_metric: mAP"
+        return
+    if metric != "mAP":
+        refused[f"early_stop_metric: {metric}"] = f"CoverHunterMPS takes val_loss or mAP; {_TO_MAP}"
+        return
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != 1:
+        refused[f"map_stopping_testsets: {_show(names)}"] = ("csi's early stopping follows one dev set's MAP "
+                                                      "(early_stopping.dev_set): name exactly one")
+        return
+    alpha = out.get("map_smoothing_alpha")
+    if alpha is not None and alpha != 1:
+        refused[f"map_smoothing_alpha: {alpha}"] = ("csi stops on the raw dev MAP (patience epochs without a better "
+                                                   "one); a moving average of it is not implemented: remove the key "
+                                                   "or set 1.0 (no smoothing)")
+        return
+    patience = out.get("early_stopping_patience", MPS_DEFAULT_PATIENCE)
+    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+        refused[f"early_stopping_patience: {patience}"] = "expected a whole number of epochs >= 1"
+        return
+    shown = ", ".join(f"{key}: {_show(out[key])}" for key in given)
+    for key in given:
+        out.pop(key)
+    out["early_stopping"] = {"patience": patience, "dev_set": names[0]}
+    smoothing = ("" if alpha is not None else " (CoverHunterMPS would compare a moving average of the MAP, "
+                 "map_smoothing_alpha 0.3 by default; csi compares the raw MAP)")
+    mapped[shown] = f"early_stopping: {{patience: {patience}, dev_set: {names[0]}}}{smoothing}"
+
+
+def _show(value: Any) -> str:
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, list) else str(value)
+
+
+def _map_roll_pitch(out: dict, mapped: dict, refused: dict) -> None:
+    """``spec_augmentation.roll_pitch.method`` (CoverHunterMPS src/dataset.py): ``default`` is
+    CoverHunter's roll, csi's ``roll_pitch``; the melody shifts are not implemented."""
+    spec = out.get("spec_augmentation")
+    roll = spec.get("roll_pitch") if isinstance(spec, Mapping) else None
+    if not isinstance(roll, Mapping) or "method" not in roll:
+        return
+    method = roll["method"]
+    key = "spec_augmentation.roll_pitch.method"
+    if method == "default":
+        out["spec_augmentation"] = dict(spec, roll_pitch={k: v for k, v in roll.items() if k != "method"})
+        mapped[f"{key}: default"] = "spec_augmentation.roll_pitch (CoverHunter's roll of the bins by -1, 0 or +1 times shift_num)"
+    else:
+        refused[f"{key}: {method}"] = ("CoverHunterMPS's melody-preserving shifts (low_melody, flex_melody) are not "
+                                       "implemented; csi's roll_pitch is CoverHunter's roll (method: default)")
+
+
+def _renamed(d: dict, old: str, new: str) -> dict:
+    """``d`` with key ``old`` renamed ``new``, in its place."""
+    return {(new if k == old else k): v for k, v in d.items()}
