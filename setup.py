@@ -30,7 +30,10 @@ setup(
     entry_points={"console_scripts": ["csi = tools.csi_command:main"]},
     extras_require={
         # essentia: the Qmax parity test only (tests/csi/baselines/test_qmax.py skips without it)
-        "dev": ["pytest", "pytest-timeout", "essentia"],
+        # click, python-slugify, intervaltree: what the HEAR 2021 clients (heareval,
+        # hearvalidator; installed by utils/install.sh with --no-deps, their pins being for
+        # Python 3.8) import for tests/csi/test_hear_clients.py
+        "dev": ["pytest", "pytest-timeout", "essentia", "click", "python-slugify", "intervaltree"],
         # offline demo corpus: scores from music21, MIDI rendered with pretty_midi's
         # bundled General MIDI soundfont through tinysoundfont. tinysoundfont itself is
         # installed by utils/install.sh with --no-deps: it declares pyaudio (live

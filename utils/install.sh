@@ -29,7 +29,7 @@ pip_install() {
 
 # The stamp records what was installed; a matching stamp means nothing to do.
 stamp=$venv/.csi_install_stamp
-want=$(cat "$root/setup.py" <(echo "$root" "$torch_pin") | sha256sum | cut -c1-16)
+want=$(cat "$root/setup.py" "$root/utils/install.sh" <(echo "$root" "$torch_pin") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$py" -c "import torch, csi" 2>/dev/null; then
   echo "[install] up to date ($venv)"
   exit 0
@@ -42,5 +42,9 @@ fi
 echo "[install] installing csi (editable) with the dev and demo extras"
 pip_install -e "$root[dev,demo]"
 pip_install --no-deps tinysoundfont
+# The HEAR 2021 clients that tests/csi/test_hear_clients.py runs against csi.hear. Without
+# their dependencies: they pin numpy 1.19 / numba 0.48 (Python 3.8) and TensorFlow, none of
+# which their embedding code needs (the dev extra brings what it imports).
+pip_install --no-deps heareval==2021.1.3 hearvalidator==2021.0.2
 echo "$want" > "$stamp"
 echo "[install] done: $("$py" -c 'import torch; print("torch", torch.__version__)')"
