@@ -4,11 +4,16 @@
         [--chunk_s S] [--hop_s H] [--distance min|mean|best_pairs] [--best_pairs_k K] [--batch_size N] [--device D]
         [--num_workers N] [--distractors MANIFEST] [--out_dir DIR] [--checkpoint C]
         [--bootstrap N] [--plot] [--baselines NAMES|all] [--rerank qmax --rerank_top K]
+        [--protocol all-vs-all|query-vs-reference]
 
 QUERY_PATH / REF_PATH are manifests (JSON lines with ``utt``, ``song`` and ``feat`` (stored
 features) or ``wav`` (features computed on the fly by the model's own front end, read from
 MODEL_DIR/config/model_card.yaml; the CoverHunter CQT for a reference directory without one)). The same file for both is the all-vs-all
-protocol: each track ranks every other one. A track whose features or audio cannot be used
+protocol: each track ranks every other one (CoverHunter's covers80 figure: 164 recordings, each
+querying the other 163); two files are the query-vs-reference protocol (e.g. covers80's list1
+against list2). ``--protocol`` names the one meant (``all_vs_all`` also spelled so) and refuses
+files that do not make it; the protocol and its counts are in ``metrics.json`` (``protocol``,
+``protocol_detail``), the printed line and the header row of ``metrics_table.txt``. A track whose features or audio cannot be used
 is reported (``failed.tsv``) and left out, never fatal. Each track is cut into chunks of
 ``--chunk_s`` seconds (default the model's training chunk, from its card) every
 ``--hop_s`` (default the card's ``matching.hop_s``, else no overlap; the last chunk is aligned
@@ -91,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also evaluate non-learned reference systems on the same records and excluded pairs "
                         "(comma-separated names or 'all'; csi.baselines; they read stored features)")
     add_rerank_args(p)
+    p.add_argument("--protocol", metavar="all-vs-all|query-vs-reference",
+                   help="the protocol meant (default: the files say: the same one twice is all-vs-all); "
+                        "files that make the other one are an error")
     return p
 
 

@@ -1,6 +1,13 @@
 """Stage 6: evaluate a model directory on a query/reference set (the library behind
 ``tools.eval_testset``, whose docstring describes the protocol and outputs).
 
+Two protocols (:data:`PROTOCOLS`): ``all-vs-all`` (one manifest as both lists: every
+recording queries all the others, as CoverHunter's covers80 figure, 164 recordings each
+querying the other 163) and ``query-vs-reference`` (two manifests, e.g. covers80's list1
+against list2). The protocol, with its counts (:func:`protocol_detail`), is written in
+``metrics.json`` (``protocol``, ``protocol_detail``), in the header of the table and in the
+printed line.
+
 Chunk embeddings through the one embedding path (csi.embed: the model directory's card gives
 the front end and chunking) with a cache keyed by checkpoint, card and chunking
 (csi.eval.cache), blockwise chunk distances (csi.scoring.distance), retrieval metrics
@@ -27,6 +34,28 @@ HIST_BINS = np.linspace(0.0, 2.0, 4001)   # fine bins; the figure regroups them 
 
 class EvalError(RuntimeError):
     """A usage or input error; the message says what to fix."""
+
+
+PROTOCOLS = ("all-vs-all", "query-vs-reference")
+
+
+def protocol_name(name: str) -> str:
+    """``name`` as one of :data:`PROTOCOLS` (``all_vs_all`` spelled with underscores too)."""
+    spelled = name.strip().lower().replace("_", "-")
+    if spelled == "query-vs-ref":
+        spelled = "query-vs-reference"
+    if spelled not in PROTOCOLS:
+        raise EvalError(f"--protocol: expected {' or '.join(PROTOCOLS)}, got {name!r}")
+    return spelled
+
+
+def protocol_detail(protocol: str, n_queries: int, n_references: int, n_distractors: int = 0) -> str:
+    """The protocol in words with its counts: ``164 recordings, each queries the other 163``,
+    ``80 queries against 80 references`` (``n_references`` without the distractors)."""
+    more = f" and {n_distractors} distractors" if n_distractors else ""
+    if protocol == "all-vs-all":
+        return f"{n_queries} recordings, each queries the other {max(n_queries - 1, 0)}{more}"
+    return f"{n_queries} queries against {n_references} references{more}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +85,7 @@ class TestsetRequest:
     baselines: str = ""
     rerank: str | None = None
     rerank_top: int = 50
+    protocol: str | None = None        # all-vs-all | query-vs-reference; default: by the files (the same: all-vs-all)
 
 
 @dataclass
@@ -170,6 +200,13 @@ def run(args: TestsetRequest) -> TestsetResult:
     queries = read_records(args.query_path, "query")
     all_vs_all = args.ref_path.exists() and args.query_path.exists() and os.path.samefile(args.query_path,
                                                                                           args.ref_path)
+    protocol = "all-vs-all" if all_vs_all else "query-vs-reference"
+    if args.protocol is not None and protocol_name(args.protocol) != protocol:
+        raise EvalError(f"--protocol {args.protocol}: " + (
+            f"all-vs-all ranks one manifest against itself: give the same file as QUERY_PATH and REF_PATH "
+            f"(got {args.query_path} and {args.ref_path})" if not all_vs_all else
+            f"QUERY_PATH and REF_PATH are the same file ({args.query_path}), which is the all-vs-all protocol; "
+            f"query-vs-reference takes two manifests"))
     refs = queries if all_vs_all else read_records(args.ref_path, "reference")
     works = {r["song"] for r in refs} | ({r["song"] for r in queries} if all_vs_all else set())
     if len(works) < 2:  # every ranking would be perfect: a number that means nothing
@@ -231,6 +268,7 @@ def run(args: TestsetRequest) -> TestsetResult:
         dim = mats[0].shape[1] if mats else 0
         return (np.concatenate(mats) if mats else np.zeros((0, dim), np.float32)), owner
 
+    detail = protocol_detail(protocol, len(q_keep), len(r_keep) - n_distractors, n_distractors)
     if not q_keep or not r_keep:
         raise EvalError(f"nothing to evaluate: {len(q_keep)} usable queries, {len(r_keep)} usable references "
                         f"({len(failed)} tracks failed; see the log)")
@@ -306,7 +344,7 @@ def run(args: TestsetRequest) -> TestsetResult:
     if first_stage is not None:
         summary.update({"first_stage": dict(first_stage.metrics), "rerank": rerank_stats})
     summary.update({
-        "protocol": "all-vs-all" if all_vs_all else "query-vs-reference", "distance": mode,
+        "protocol": protocol, "protocol_detail": detail, "distance": mode,
         **({"best_pairs_k": matching.best_k} if mode == "best_pairs" else {}),
         "references_distractors": n_distractors, "excluded_pairs": len(pairs),
         "failed": len(failed), "failed_queries": sum(1 for r in queries if r["utt"] in failed),
@@ -325,7 +363,7 @@ def run(args: TestsetRequest) -> TestsetResult:
         more = [(label, first_stage.metrics)] if first_stage is not None else []
         if first_stage is not None:
             label += f" + {args.rerank} top {args.rerank_top}"
-        table = summary_table(label, result.metrics, baselines, skipped, more)
+        table = with_protocol(summary_table(label, result.metrics, baselines, skipped, more), protocol, detail)
         atomic_write_text(out_dir / "metrics_table.txt", table + "\n")
     atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=1, default=_json_default) + "\n")
     r_utts = [r["utt"] for r in r_keep]
@@ -347,7 +385,7 @@ def run(args: TestsetRequest) -> TestsetResult:
         means = track_mean_embeddings(*stack(plotted), len(plotted), device="cpu")
         plot_distance_hist(out_dir / "distance_hist.png", hist_same, hist_diff)
         plot_pca(out_dir / "embedding_pca.png", means.numpy(), labels)
-    line = result.summary_line()
+    line = f"{protocol} ({detail}): {result.summary_line()}"
     if first_stage is not None:
         line += (f"  (re-ranked: top {args.rerank_top} by {args.rerank}; the embeddings alone "
                  f"{first_stage.summary_line()})")
@@ -355,6 +393,12 @@ def run(args: TestsetRequest) -> TestsetResult:
         line += f"  failed {len(failed)}"
     log.info("wrote %s", out_dir)
     return TestsetResult(summary, line, table if args.baselines else None, out_dir, list(result.metrics))
+
+
+def with_protocol(table: str, protocol: str, detail: str) -> str:
+    """``table`` with the protocol at the end of its header row (the first line)."""
+    head, sep, rest = table.partition("\n")
+    return f"{head}   [{protocol}: {detail}]{sep}{rest}"
 
 
 def _json_default(x):

@@ -325,7 +325,7 @@ def map_coverhunter_mps(hp: Mapping[str, Any], where: str = "hparams.yaml") -> M
             else:
                 out[name] = _renamed(dict(section), "every_n_epoch_to_test", "every_n_epoch_to_dev")
                 mapped[f"{name}.every_n_epoch_to_test"] = f"{name}.every_n_epoch_to_dev"
-    _map_early_stopping(out, mapped, ignored, refused)
+    _map_early_stopping(out, mapped, ignored, refused, has_val_path="val_path" in hp)
     _map_roll_pitch(out, mapped, refused)
     if refused:
         raise ConfigError(f"{where}: CoverHunterMPS key(s) csi does not implement:\n" + "\n".join(
@@ -337,12 +337,11 @@ def map_coverhunter_mps(hp: Mapping[str, Any], where: str = "hparams.yaml") -> M
     return MpsMapping(out, mapped, ignored)
 
 
-def _map_early_stopping(out: dict, mapped: dict, ignored: dict, refused: dict) -> None:
+def _map_early_stopping(out: dict, mapped: dict, ignored: dict, refused: dict, has_val_path: bool) -> None:
     """CoverHunterMPS's early-stopping keys (src/trainer.py train, _check_map_early_stopping)
-    as csi's ``early_stopping`` section, in place."""
+    as csi's ``early_stopping`` section, in place. Its default metric is the ``val_path``
+    loss (patience 20): a file with ``val_path`` and no metric stops on it there."""
     given = [k for k in MPS_EARLY_STOP_KEYS if k in out]
-    if not given:
-        return
     if "early_stopping" in out:
         for key in given:
             refused[key] = "CoverHunterMPS's early stopping, and csi's early_stopping is given too: keep one"
@@ -354,14 +353,20 @@ def _map_early_stopping(out: dict, mapped: dict, ignored: dict, refused: dict) -
                                             "on the val_path loss, which csi does not compute): name one dev set")
         return
     if metric == "val_loss":
-        key = "early_stop_metric" if "early_stop_metric" in out else "early_stopping_patience"
-        refused[f"{key}: {out[key]}"] = ("CoverHunterMPS stops on the val_path focal loss"
-                                         f"{' (its default metric)' if key != 'early_stop_metric' else ''}; csi has no "
-                                         f"validation loss and stops on a dev set's MAP: {_TO_MAP}")
         for key in ("map_stopping_testsets", "map_smoothing_alpha"):
             if key in out:
                 out.pop(key)
                 ignored[key] = "used only with early_stop_metric: mAP"
+        key = next((k for k in ("early_stop_metric", "early_stopping_patience") if k in out), None)
+        if key is None and has_val_path:
+            ignored.pop("val_path", None)
+            refused["val_path"] = ("with no early_stop_metric CoverHunterMPS stops on the focal loss of val_path "
+                                   f"(its default metric, patience 20); csi has no validation loss: {_TO_MAP}, "
+                                   f"or remove val_path (no early stopping)")
+        elif key is not None:
+            refused[f"{key}: {out[key]}"] = ("CoverHunterMPS stops on the val_path focal loss"
+                                             f"{' (its default metric)' if key != 'early_stop_metric' else ''}; csi "
+                                             f"has no validation loss and stops on a dev set's MAP: {_TO_MAP}")
         return
     if metric != "mAP":
         refused[f"early_stop_metric: {metric}"] = f"CoverHunterMPS takes val_loss or mAP; {_TO_MAP}"

@@ -17,14 +17,24 @@ test_features=$CSI_ROOT/conf/features/test.yaml
 train_config=$CSI_ROOT/conf/train/coverhunter.yaml
 exp=$recipe/exp/coverhunter
 model_dir=""      # a trained model (e.g. egs/shs100k/exp/coverhunter): stages 3-5 skipped, stage 6 evaluates it
+protocol=all_vs_all  # stage 6, one or both: all_vs_all (the CoverHunter paper's: 164 recordings, each queries the other 163), list1_vs_list2 (80 queries, 80 references)
 nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--covers80_url URL] [--download_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--covers80_url URL] [--download_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--protocol 'all_vs_all list1_vs_list2'] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
 Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
 [ -n "$covers80_dir" ] || covers80_dir=$download_dir/covers80
-# the paper's protocol: a model trained elsewhere (SHS100K) tested on covers80 (csi.sh --model_dir)
+evals=""          # stage 6: NAME=QUERY:REF a protocol, into EXP/eval_covers80_<protocol>
+for p in $protocol; do
+  case $p in
+    all_vs_all) evals+=" covers80_all_vs_all=$data/dataset.txt:$data/dataset.txt" ;;
+    list1_vs_list2) evals+=" covers80_list1_vs_list2=$data/query.txt:$data/ref.txt" ;;
+    *) die "--protocol: expected all_vs_all and/or list1_vs_list2, got '$p'" ;;
+  esac
+done
+[ -n "$evals" ] || die "--protocol: give all_vs_all and/or list1_vs_list2"
+# the paper's setting: a model trained elsewhere (SHS100K) tested on covers80 (csi.sh --model_dir)
 [ -z "$model_dir" ] || [ -d "$model_dir/pt_model" ] || die "--model_dir $model_dir holds no trained model (pt_model/)"
 csi_activate
 
@@ -52,10 +62,12 @@ fi
 
 # As in the CoverHunter reference recipe, covers80 is small enough to serve as its own
 # training and dev set here: a check of the pipeline, not a valid protocol (train on
-# SHS100K to evaluate on covers80). Stage 6: the 80 list1 recordings query the 80 list2 ones.
+# SHS100K to evaluate on covers80). Stage 6 runs each --protocol (default all_vs_all, the
+# paper's) on the audio: its name is in EXP/eval_covers80_<protocol>/ and in every figure.
+[ "$stop_stage" -lt 6 ] || log "stage 6 protocol(s): $protocol"
 "$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" --stage "$stage" --stop_stage "$stop_stage" --nj "$nj" --data "$data" --exp "$exp" \
   --train_config "$train_config" --train_features "$test_features" --test_features "$test_features" \
   --train_set . --valid_set "" --test_sets "" --dev_sets "covers80=$data/full.txt" \
-  --extra_eval "covers80=$data/query.txt:$data/ref.txt" --model_dir "$model_dir" \
+  --extra_eval "${evals# }" --model_dir "$model_dir" \
   --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
 log "done"

@@ -117,7 +117,10 @@ def test_fetch_and_extract(tmp_path):
     assert not (tmp_path / "dl" / "x.tgz").exists()
 
 
-def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
+def test_stage6_runs_the_papers_protocol_by_default_and_list1_vs_list2_on_request(tmp_path):
+    """Stage 6 from audio: all-vs-all over dataset.txt by default (the CoverHunter paper's
+    covers80 figure), list1 against list2 with --protocol; the protocol is named in the output
+    directory, metrics.json and the logged table."""
     import json
 
     from tests.helpers import write_model_dir
@@ -132,11 +135,26 @@ def test_stage6_evaluates_the_standard_protocol_from_audio(tmp_path):
           "pool_type": "attention", "ce": {"output_dims": 4, "weight": 1.0, "gamma": 2},
           "triplet": {"margin": 0.3, "weight": 0.1}, "center": {"weight": 0.0}}
     write_model_dir(exp, hp)
-    r = run_bash([RUN, "--stage", "6", "--stop_stage", "6", "--covers80_dir", str(tmp_path / "c80"),
-                  "--data", str(data), "--exp", str(exp)])
+    common = ["--stage", "6", "--stop_stage", "6", "--covers80_dir", str(tmp_path / "c80"), "--data", str(data),
+              "--exp", str(exp)]
+    r = run_bash([RUN, *common])
     assert r.returncode == 0, r.stderr[-3000:]
-    metrics = json.loads((exp / "eval_covers80" / "metrics.json").read_text())
-    assert metrics["queries"] == 3 and metrics["references"] == 3 and "test-set metrics" in r.stderr
+    assert "stage 6 protocol(s): all_vs_all" in r.stderr
+    assert sorted(p.name for p in exp.glob("eval_*")) == ["eval_covers80_all_vs_all"]
+    metrics = json.loads((exp / "eval_covers80_all_vs_all" / "metrics.json").read_text())
+    assert metrics["protocol"] == "all-vs-all" and metrics["queries"] == 7 and metrics["references"] == 7
+    assert metrics["protocol_detail"] == "7 recordings, each queries the other 6"
+    assert "[all-vs-all: 7 recordings, each queries the other 6]" in r.stderr   # the logged table's header
+
+    r = run_bash([RUN, *common, "--protocol", "all_vs_all list1_vs_list2"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    lists = json.loads((exp / "eval_covers80_list1_vs_list2" / "metrics.json").read_text())
+    assert lists["protocol"] == "query-vs-reference" and lists["queries"] == 3 and lists["references"] == 3
+    assert lists["protocol_detail"] == "3 queries against 3 references"
+    assert lists["query_path"].endswith("query.txt") and lists["ref_path"].endswith("ref.txt")
+
+    r = run_bash([RUN, *common, "--protocol", "list1_vs_all"])
+    assert r.returncode != 0 and "--protocol: expected all_vs_all and/or list1_vs_list2, got 'list1_vs_all'" in r.stderr
 
 
 def test_stages_3_to_6_with_a_tiny_model_align_fine_tune_and_compare(tmp_path):

@@ -87,6 +87,14 @@ def test_keys_without_an_implementation_are_refused_by_key_with_the_reason(chang
         assert f"\n  {key} — " in text and reason in text.split(f"\n  {key} — ")[1].split("\n")[0]
 
 
+def test_val_path_without_a_metric_is_its_loss_stopping():
+    text = refusal(early_stop_metric=None, early_stopping_patience=None)
+    assert "\n  val_path — with no early_stop_metric CoverHunterMPS stops on the focal loss of val_path" in text
+    bare = parse_hparams(hp(early_stop_metric=None, early_stopping_patience=None, val_path=None,
+                            map_stopping_testsets=None), where=WHERE)
+    assert bare.train.early_stopping is None and "val_path" not in bare.ignored
+
+
 def test_every_refusal_is_in_one_error():
     text = refusal(device="mps", hold_steps=10, k_folds=5)
     assert text.count("\n  ") == 3
