@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> None:
     from csi.io.manifest import atomic_write_text
     from csi.modeldir import flat_hparams
 
+    from csi.train.config import map_coverhunter_mps
+
     config = apply_overrides(flat_hparams(load_config(args.src), args.src), args.set, where=args.src)
+    config = map_coverhunter_mps(config, args.src).hp       # a CoverHunterMPS file, in csi's keys
     text = yaml.safe_dump(config, sort_keys=False)
     if args.dst is not None:
         atomic_write_text(args.dst, text)

@@ -85,7 +85,7 @@ def train(args: argparse.Namespace) -> int:
         trainer = Trainer(args.exp_dir, ctx, hp, writer=writer)
         if ctx.is_main:
             write_run_info(args.exp_dir / "train_run.yaml", hp.resolved(trainer.model_hp), overrides=overrides,
-                           ignored_keys=hp.ignored, world_size=ctx.world_size, device=str(ctx.device),
+                           ignored_keys=hp.ignored, mapped_keys=hp.mapped, world_size=ctx.world_size, device=str(ctx.device),
                            n_classes=trainer.n_classes)
         resumed = trainer.resume()
         if args.only_eval:

@@ -144,9 +144,25 @@ def test_an_mps_manifest_and_config_train_a_few_steps(tmp_path):
     assert train_tool.main([str(exp)]) == 0                    # max_epochs: 1
     assert (exp / "pt_model").is_dir() and any(p.name.startswith("g_") for p in (exp / "pt_model").iterdir())
     run = yaml.safe_load((exp / "train_run.yaml").read_text())
-    text = json.dumps(run)
+    text = json.dumps(run["config"])
     assert '"ce"' in text and '"foc"' not in text and '"dev_set": "covers80"' in text
+    assert run["mapped_keys"]["foc"] == "ce"                     # what became what, next to the outputs
     result = json.loads((exp / "train_result.json").read_text())
     assert result["steps"] >= 1 and result["stopped_by"] == "max_epochs"
     history = json.loads((exp / "history.json").read_text())
     assert 0 <= history[0]["map"]["covers80"] <= 1            # the first epoch was validated on the MPS test set
+
+
+def test_make_config_writes_a_coverhunter_mps_file_in_csis_keys(tmp_path):
+    """The recipe's stage 3 resolves configs with tools.make_config: an MPS file becomes csi's
+    keys there, so that the model directory (hparams.yaml) opens for stages 4 and 6."""
+    import yaml
+
+    from tests.fixtures.coverhunter_mps import write_training_hparams
+    from tools import make_config
+
+    src = write_training_hparams(tmp_path / "mps", "train.txt", "test.txt")
+    dst = tmp_path / "hparams.yaml"
+    assert make_config.main([str(src), str(dst)]) == 0
+    resolved = yaml.safe_load(dst.read_text())
+    assert "foc" not in resolved and "ce" in resolved
