@@ -232,13 +232,16 @@ def summary_table(model_label: str, model_metrics: Mapping[str, Any], results: M
 def comparison_table(models: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """Several models' metrics.json side by side (one row each), then chance and the
     baselines of the first that has them (the same test set: a mismatch is a ValueError)."""
-    sets = {(m.get("queries"), m.get("references"), m.get("query_path")) for _, m in models}
+    sets = {(m.get("queries"), m.get("references"), m.get("query_path"), m.get("protocol")) for _, m in models}
     if len(sets) > 1:
-        raise ValueError(f"the metrics are not of one test set (queries, references, query path): {sorted(map(str, sets))}")
+        raise ValueError(f"the metrics are not of one test set (queries, references, query path, protocol): "
+                         f"{sorted(map(str, sets))}")
     rows = [(label, m) for label, m in models]
+    detail = models[0][1].get("protocol_detail") or models[0][1].get("protocol") if models else None
     for _, m in models:
         if "chance" in m or m.get("baselines"):
             extra = ({"chance": m["chance"]} if "chance" in m else {}) | dict(m.get("baselines", {}))
             rows += table_rows(extra)
             break
-    return format_table(rows)
+    table = format_table(rows)
+    return f"protocol: {detail}\n{table}" if detail else table

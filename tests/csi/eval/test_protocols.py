@@ -68,3 +68,14 @@ def test_protocol_and_files_that_disagree_are_refused(setup, capsys):
     assert rc == 1 and "which is the all-vs-all protocol" in capsys.readouterr().err
     rc, _, _ = run(setup, lists["all"], lists["all"], "--protocol", "list1_vs_list2", out="bad3")
     assert rc == 1 and "--protocol: expected all-vs-all or query-vs-reference" in capsys.readouterr().err
+
+
+def test_comparison_table_names_the_protocol_and_refuses_a_mix():
+    from csi.baselines.evaluate import comparison_table
+
+    base = {"queries": 164, "references": 164, "query_path": "d.txt", "mAP": 0.5, "mean_rank1": 3.0,
+            "protocol": "all-vs-all", "protocol_detail": "164 recordings, each queries the other 163"}
+    table = comparison_table([("a", base), ("b", dict(base, mAP=0.6))])
+    assert table.splitlines()[0] == "protocol: 164 recordings, each queries the other 163"
+    with pytest.raises(ValueError, match="protocol"):
+        comparison_table([("a", base), ("b", dict(base, protocol="query-vs-reference"))])
