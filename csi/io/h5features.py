@@ -5,8 +5,10 @@ deepdish saves a dict of numpy arrays as one dataset per key at the file's root 
 ``/hpcp``, ...), a nested dict as a group (``/madmom_features``, ``/key_extractor``) and a
 string or number as an attribute of the group that holds it (``label``, ``track_id`` are
 attributes of the root). :func:`read_key` reads any of them; :func:`read_pcp` reads a
-(frames, bins) pitch-class profile and refuses anything else with a reason that names the
-file and the key, which the importer writes to ``bad.txt``.
+pitch-class profile stored (frames, bins) or (bins, frames) — the Da-TACOS cover-analysis
+``crema`` is bins first, the benchmark's frames first — as (frames, bins), and refuses
+anything else with a reason that names the file and the key, which the importer writes to
+``bad.txt``. Every Da-TACOS feature has one frame every 512 samples of 44.1 kHz audio (acoss).
 """
 from __future__ import annotations
 
@@ -66,40 +68,69 @@ def read_key(path: str | os.PathLike, key: str) -> Any:
     raise H5FeatureError(f"{path}: no key {key!r} (keys: {', '.join(available) or 'none'})")
 
 
-def read_pcp(path: str | os.PathLike, key: str = "crema", bins: int = 12, min_frames: int = 1) -> np.ndarray:
-    """The (frames, ``bins``) float32 pitch-class profile stored under ``key``; any other
-    shape, fewer than ``min_frames`` frames or a non-finite value is an H5FeatureError."""
+LAYOUTS = ("frames_bins", "bins_frames")
+
+
+def pcp_layout(shape: tuple[int, ...], bins: int = 12, layout: str = "auto") -> str:
+    """Which axis of a 2-D array of ``shape`` holds the ``bins`` pitch classes: ``frames_bins``
+    (frames, bins) or ``bins_frames`` (bins, frames). ``auto`` decides when it is unambiguous
+    (exactly one axis has ``bins`` entries); a (bins, bins) array or one without such an axis
+    is a ValueError. Da-TACOS stores ``crema`` as (12, frames) in the cover-analysis subset and
+    (frames, 12) in the benchmark subset; ``hpcp`` and ``chroma_cens`` as (frames, 12) in both."""
+    if len(shape) != 2:
+        raise ValueError(f"shape {tuple(shape)} is not 2-D, expected (frames, {bins}) or ({bins}, frames)")
+    if layout not in ("auto",) + LAYOUTS:
+        raise ValueError(f"layout must be auto, {' or '.join(LAYOUTS)}, got {layout!r}")
+    rows, cols = shape
+    if layout == "auto":
+        if (rows == bins) == (cols == bins):
+            why = "both axes" if rows == bins else "no axis"
+            raise ValueError(f"shape {tuple(shape)}: {why} of size {bins}, expected (frames, {bins}) or "
+                             f"({bins}, frames) with frames != {bins}")
+        return "bins_frames" if rows == bins else "frames_bins"
+    if (cols if layout == "frames_bins" else rows) != bins:
+        wanted = f"(frames, {bins})" if layout == "frames_bins" else f"({bins}, frames)"
+        raise ValueError(f"shape {tuple(shape)}, expected {wanted} (layout {layout})")
+    return layout
+
+
+def key_shape(path: str | os.PathLike, key: str) -> tuple[int, ...]:
+    """The shape of the dataset ``key`` of ``path``, read from the header (no data)."""
+    h5py = _h5py()
+    try:
+        with h5py.File(path, "r") as f:
+            node = f.get(key)
+            if isinstance(node, h5py.Dataset):
+                return tuple(node.shape)
+    except OSError as e:
+        raise H5FeatureError(f"{path}: unreadable HDF5 file ({' '.join(str(e).split())})") from None
+    raise H5FeatureError(f"{path}: no array {key!r}")
+
+
+def read_pcp_layout(path: str | os.PathLike, key: str = "crema", bins: int = 12, min_frames: int = 1,
+                    layout: str = "auto") -> tuple[np.ndarray, str]:
+    """The (frames, ``bins``) float32 pitch-class profile stored under ``key`` and the layout it
+    was stored in (:func:`pcp_layout`; a (bins, frames) array is transposed). Another shape,
+    fewer than ``min_frames`` frames or a non-finite value is an H5FeatureError."""
     value = read_key(path, key)
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
         raise H5FeatureError(f"{path}: key {key!r} is not numeric ({arr.dtype})")
-    if arr.ndim != 2 or arr.shape[1] != bins:
-        raise H5FeatureError(f"{path}: key {key!r} has shape {arr.shape}, expected (frames, {bins})")
+    try:
+        found = pcp_layout(arr.shape, bins, layout)
+    except ValueError as e:
+        raise H5FeatureError(f"{path}: key {key!r} has {e}") from None
+    if found == "bins_frames":
+        arr = arr.T
     if arr.shape[0] < min_frames:
         raise H5FeatureError(f"{path}: key {key!r} has {arr.shape[0]} frames, fewer than {min_frames}")
-    arr = arr.astype(np.float32)
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         raise H5FeatureError(f"{path}: key {key!r} has non-finite values (NaN/Inf)")
-    return arr
+    return arr, found
 
 
-def write_deepdish_like(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write ``data`` the way deepdish lays out a dict (arrays as root datasets, nested dicts
-    as groups, strings and numbers as attributes): for tests and small fixtures."""
-    h5py = _h5py()
-
-    def level(group, d: dict[str, Any]) -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                level(group.create_group(k), v)
-            elif isinstance(v, np.ndarray):
-                group.create_dataset(k, data=v)
-            elif isinstance(v, str):
-                group.attrs[k] = np.bytes_(v.encode("utf-8"))
-            else:
-                group.attrs[k] = v
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.attrs["DEEPDISH_IO_VERSION"] = 12
-        level(f, data)
+def read_pcp(path: str | os.PathLike, key: str = "crema", bins: int = 12, min_frames: int = 1,
+             layout: str = "auto") -> np.ndarray:
+    """:func:`read_pcp_layout` without the layout: the (frames, ``bins``) float32 PCP."""
+    return read_pcp_layout(path, key, bins, min_frames, layout)[0]

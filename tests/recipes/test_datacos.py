@@ -1,7 +1,9 @@
-"""Da-TACOS (egs/datacos): HDF5 performance files written with deepdish's layout (arrays as
-root datasets, nested dicts as groups, strings as root attributes), metadata JSON → manifests
-and the benchmark protocol, the crema import into the feature store with the datacos_pcp
-front end (bad files in bad.txt), the Siamese PCP model, Lookahead, and the recipe."""
+"""Da-TACOS (egs/datacos) on trees in the published layout (tests/fixtures/datacos.py: the
+archives' folder names, deepdish's PyTables h5 layout, the real keys, shapes and dtypes —
+cover-analysis crema (12, T), benchmark crema (T, 12), every feature on one 512-sample hop):
+the reader and the layout rule, manifests and protocol counts, the import (bad files in
+bad.txt, the layout of each subset logged), stage 1 on archives unpacked one folder down and
+without any h5 file, the Siamese PCP model, Lookahead, and the recipe."""
 import json
 
 import numpy as np
@@ -10,123 +12,218 @@ import torch
 import yaml
 
 from csi.features.h5import import import_h5_features
-from csi.io.h5features import H5FeatureError, keys, read_key, read_pcp, write_deepdish_like
+from csi.io.h5features import H5FeatureError, keys, pcp_layout, read_key, read_pcp, read_pcp_layout
 from csi.io.manifest import read_manifest
-from tests.helpers import REPO, local_module
+from tests.fixtures.datacos import HOP, SR, performance, write_datacos, write_deepdish_h5, work_template
+from tests.helpers import REPO, local_module, run_bash
 
 _datacos = local_module("datacos", "datacos")  # egs/datacos/local/datacos.py
 counts, index_h5, load_metadata, protocol, subset_records = (_datacos.counts, _datacos.index_h5, _datacos.load_metadata,
                                                              _datacos.protocol, _datacos.subset_records)
-
-BENCH_META = "da-tacos_benchmark_subset_metadata.json"
-TRAIN_META = "da-tacos_coveranalysis_subset_metadata.json"
+RUN = str(REPO / "egs" / "datacos" / "run.sh")
 
 
-def _perf(rng, template, work, perf, tags=False):
-    frames = len(template) + int(rng.integers(-10, 10))
-    idx = np.clip(np.linspace(0, len(template) - 1, frames).round().astype(int), 0, len(template) - 1)
-    crema = np.clip(template[idx] + rng.normal(0, 0.05, (frames, 12)), 0, 1).astype(np.float32)
-    d = {"chroma_cens": rng.random((frames * 2, 12)).astype(np.float32), "crema": crema,
-         "hpcp": rng.random((frames * 2, 12)).astype(np.float32),
-         "key_extractor": {"key": "C", "scale": "major", "strength": 0.7},
-         "madmom_features": {"novfn": rng.random(50).astype(np.float32), "onsets": rng.random(9).astype(np.float32),
-                             "snovfn": rng.random(50).astype(np.float32), "tempos": rng.random((3, 2))},
-         "mfcc_htk": rng.random((13, frames)).astype(np.float32), "label": work, "track_id": perf}
-    if tags:
-        d["tags"] = np.array([b"rock", b"live"])
-    return d
+def _dataset(tmp_path, tree, subset, name=None):
+    """data/<subset>/dataset.txt of a fixture tree, through the recipe's own library."""
+    records, _ = subset_records(load_metadata(tree["metadata"][subset]),
+                                index_h5(tree["base"] / f"da-tacos_{subset}_subset_single_files"))
+    d = tmp_path / (name or subset)
+    d.mkdir(parents=True)
+    (d / "dataset.txt").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return d, records
 
 
-def make_datacos(root, n_works=3, per_work=4, noise=4, train_works=6, frames=120, seed=0):
-    """A small Da-TACOS tree: benchmark (n_works × per_work + noise singles) and
-    coveranalysis (train_works × 2), single-files bundles, metadata JSON."""
-    rng = np.random.default_rng(seed)
-    meta_dir = root / "da-tacos_metadata"
-    meta_dir.mkdir(parents=True)
-    pid = 1000
-    for subset, works, tags in (("benchmark", [per_work] * n_works + [1] * noise, False),
-                                ("coveranalysis", [2] * train_works, True)):
-        meta = {}
-        for w, size in enumerate(works):
-            work = f"W_{subset[0]}{w}"
-            template = rng.random((frames, 12))
-            meta[work] = {}
-            for _ in range(size):
-                perf = f"P_{pid}"
-                pid += 1
-                meta[work][perf] = {"work_title": f"work {w}", "work_artist": "a", "perf_title": perf,
-                                    "perf_artist": "b", "release_year": "1999", "work_id": work, "perf_id": perf,
-                                    "instrumental": "No"}
-                write_deepdish_like(root / f"da-tacos_{subset}_subset_single_files" / work / f"{perf}.h5",
-                                    _perf(rng, template, work, perf, tags))
-        name = BENCH_META if subset == "benchmark" else TRAIN_META
-        (meta_dir / name).write_text(json.dumps(meta))
-    return root
+def test_pcp_layout_rule():
+    assert pcp_layout((12, 15226)) == "bins_frames"          # the cover-analysis crema of P_547131
+    assert pcp_layout((15227, 12)) == "frames_bins"          # its hpcp and chroma_cens
+    with pytest.raises(ValueError, match=r"both axes of size 12"):
+        pcp_layout((12, 12))
+    with pytest.raises(ValueError, match="no axis of size 12"):
+        pcp_layout((13, 15183))                               # mfcc_htk
+    with pytest.raises(ValueError, match="not 2-D"):
+        pcp_layout((15227,))
+    assert pcp_layout((12, 12), layout="bins_frames") == "bins_frames"
+    with pytest.raises(ValueError, match=r"expected \(frames, 12\)"):
+        pcp_layout((12, 300), layout="frames_bins")
+    with pytest.raises(ValueError, match="layout must be"):
+        pcp_layout((300, 12), layout="columns")
 
 
-def test_reader_follows_the_deepdish_layout(tmp_path):
-    path = tmp_path / "P_1.h5"
+def test_reader_on_the_published_h5_layout(tmp_path):
     rng = np.random.default_rng(0)
-    write_deepdish_like(path, _perf(rng, rng.random((50, 12)), "W_1", "P_1"))
-    assert {"crema", "hpcp", "chroma_cens", "mfcc_htk", "key_extractor", "madmom_features", "label",
-            "track_id"} <= set(keys(path))
-    assert read_key(path, "label") == "W_1" and read_key(path, "track_id") == "P_1"
-    pcp = read_pcp(path, "crema")
-    assert pcp.dtype == np.float32 and pcp.ndim == 2 and pcp.shape[1] == 12
+    template = work_template(rng, 200)
+    ca = write_deepdish_h5(tmp_path / "W_1" / "P_1.h5", performance(rng, "coveranalysis", "W_1", "P_1", template))
+    bm = write_deepdish_h5(tmp_path / "W_2" / "P_2.h5", performance(rng, "benchmark", "W_2", "P_2", template))
+    assert {"crema", "hpcp", "chroma_cens", "mfcc_htk", "key_extractor", "madmom_features", "label", "track_id",
+            "tags"} == set(keys(ca))                          # PyTables' CLASS/TITLE/VERSION attributes are not keys
+    assert "tags" not in keys(bm)                             # tags: cover-analysis only
+    assert read_key(ca, "label") == "W_1" and read_key(ca, "track_id") == "P_1"
+    assert read_key(ca, "crema").shape[0] == 12 and read_key(bm, "crema").shape[1] == 12
+    crema, layout = read_pcp_layout(ca, "crema")
+    hpcp, hpcp_layout = read_pcp_layout(ca, "hpcp")
+    assert layout == "bins_frames" and hpcp_layout == "frames_bins"
+    assert crema.dtype == np.float32 and crema.shape[1] == 12 and crema.flags["C_CONTIGUOUS"]
+    # one hop for every feature: crema and hpcp differ by one frame, not by a factor
+    assert abs(len(hpcp) - len(crema)) <= 1 and len(read_pcp(ca, "chroma_cens")) == len(hpcp)
+    assert read_pcp_layout(bm, "crema")[1] == "frames_bins"
+    np.testing.assert_allclose(crema, read_key(ca, "crema").T)
     with pytest.raises(H5FeatureError, match="no key 'cens'.*crema"):
-        read_key(path, "cens")
+        read_key(ca, "cens")
     with pytest.raises(H5FeatureError, match="group"):
-        read_key(path, "madmom_features")
-    with pytest.raises(H5FeatureError, match=r"shape \(13, \d+\), expected \(frames, 12\)"):
-        read_pcp(path, "mfcc_htk")
+        read_key(ca, "madmom_features")
+    with pytest.raises(H5FeatureError, match=r"'mfcc_htk' has shape \(13, \d+\): no axis of size 12"):
+        read_pcp(ca, "mfcc_htk")
     with pytest.raises(H5FeatureError, match="file not found"):
         read_pcp(tmp_path / "none.h5")
+    square = write_deepdish_h5(tmp_path / "sq.h5", {"crema": np.ones((12, 12), np.float32)})
+    with pytest.raises(H5FeatureError, match="both axes"):
+        read_pcp(square)
 
 
 def test_manifests_and_protocol_counts(tmp_path):
-    root = make_datacos(tmp_path / "datacos")
-    meta = load_metadata(root / "da-tacos_metadata" / BENCH_META)
+    tree = write_datacos(tmp_path / "datacos", bench_works=(4, 4, 4, 1, 1, 1, 1), train_works=3)
+    meta = load_metadata(tree["metadata"]["benchmark"])
     assert counts(meta) == {"works": 7, "performances": 16, "multi_version_works": 3, "single_version_works": 4,
                             "queries": 12}
-    records, missing = subset_records(meta, index_h5(root / "da-tacos_benchmark_subset_single_files"))
+    records, missing = subset_records(meta, index_h5(tree["base"] / "da-tacos_benchmark_subset_single_files"))
     queries, refs = protocol(records)
     assert not missing and len(refs) == 16 and len(queries) == 12
     assert all(not r["noise"] for r in queries) and sum(r["noise"] for r in refs) == 4
+    assert all(isinstance(v, (str, int, float, bool)) for r in records for v in r.values())   # mb_performances dropped
     # the real proportions: 1,000 works x 13 + 2,000 single-version works
     real = {f"W_{w}": {f"P_{w}_{k}": {} for k in range(13 if w < 1000 else 1)} for w in range(3000)}
     c = counts(real)
     assert (c["performances"], c["queries"], c["single_version_works"]) == (15000, 13000, 2000)
-    # per-feature archive names (da-tacos_<subset>_subset_crema/W_<id>_crema/P_<id>_crema.h5) are found too
-    for f in ("crema", "hpcp", "cens"):
-        (tmp_path / "arch" / f"W_1_{f}").mkdir(parents=True)
-        (tmp_path / "arch" / f"W_1_{f}" / f"P_7_{f}.h5").write_bytes(b"")
-    assert index_h5(tmp_path / "arch", "crema") == {"P_7": tmp_path / "arch" / "W_1_crema" / "P_7_crema.h5"}
-    assert index_h5(tmp_path / "arch", "chroma_cens") == {"P_7": tmp_path / "arch" / "W_1_cens" / "P_7_cens.h5"}
+
+
+def test_trees_are_found_where_the_archives_were_unpacked(tmp_path):
+    find_trees = _datacos.find_trees
+    tree = write_datacos(tmp_path / "root", bench_works=(2, 1), train_works=1,
+                         archives=("single_files", "crema", "cens"), below="downloads/da-tacos")
+    found = find_trees(tmp_path / "root", "coveranalysis")
+    assert [k for k, _ in found] == ["single_files", "cens", "crema"]
+    assert all(p.parent == tree["base"] for _, p in found)
+    assert find_trees(tmp_path / "root", "coveranalysis", max_depth=2) == []
+    arch = tree["base"] / "da-tacos_benchmark_subset_cens"
+    assert index_h5(arch, "chroma_cens") == {"P_100": arch / "W_10_cens" / "P_100_cens.h5",
+                                             "P_101": arch / "W_10_cens" / "P_101_cens.h5",
+                                             "P_102": arch / "W_11_cens" / "P_102_cens.h5"}
+    assert index_h5(arch, "crema") == {}
+
+
+def test_import_transposes_bins_first_and_logs_the_layout(tmp_path):
+    tree = write_datacos(tmp_path / "datacos", bench_works=(3, 3, 1), train_works=3)
+    logs = []
+    for subset, expected in (("coveranalysis", "bins_frames"), ("benchmark", "frames_bins")):
+        data, records = _dataset(tmp_path, tree, subset)
+        s = import_h5_features(data, key="crema", log=logs.append)
+        assert s.bad == 0 and s.utts == len(records) and s.layouts[expected] == len(records)
+        assert json.loads((data / "h5_layout.json").read_text())[expected] == len(records)
+        full = read_manifest(data / "full.txt", required=("utt", "feat", "feat_len"))
+        for r in full:
+            feat = np.load(r["feat"])
+            assert feat.shape == (r["feat_len"], 12) and r["feat_len"] == tree["frames"][r["utt"]]
+        # a second run reuses every file and still knows the layout
+        again = import_h5_features(data, key="crema", log=logs.append)
+        assert again.computed == 0 and again.layouts == s.layouts
+    assert any("coveranalysis" in m and "(12, frames), bins first: transposed" in m for m in logs)
+    assert any("benchmark" in m and "(frames, 12), frames first" in m for m in logs)
+    # hpcp is (frames, 12) in both subsets; its frame count is crema's + 1 (one hop, acoss)
+    data, _ = _dataset(tmp_path, tree, "coveranalysis", "ca_hpcp")
+    s = import_h5_features(data, key="hpcp", log=lambda m: None)
+    assert s.layouts == {"frames_bins": 6, "bins_frames": 0}
+    full = read_manifest(data / "full.txt", required=("utt", "feat_len"))
+    assert all(r["feat_len"] == tree["frames"][r["utt"]] + 1 for r in full)
 
 
 def test_import_leaves_bad_files_out(tmp_path):
-    root = make_datacos(tmp_path / "datacos", n_works=2, per_work=3, noise=1, train_works=1)
-    tree = root / "da-tacos_benchmark_subset_single_files"
-    records, _ = subset_records(load_metadata(root / "da-tacos_metadata" / BENCH_META), index_h5(tree))
-    no_key, bad_shape = records[0], records[1]
-    write_deepdish_like(no_key["h5"], {"hpcp": np.ones((30, 12), np.float32), "label": no_key["song"]})
-    write_deepdish_like(bad_shape["h5"], {"crema": np.ones((30, 24), np.float32), "label": bad_shape["song"]})
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "dataset.txt").write_text("".join(json.dumps(r) + "\n" for r in records))
+    tree = write_datacos(tmp_path / "datacos", bench_works=(3, 3, 1), train_works=1)
+    data, records = _dataset(tmp_path, tree, "benchmark")
+    no_key, bad_shape, square = records[0], records[1], records[2]
+    write_deepdish_h5(no_key["h5"], {"hpcp": np.ones((30, 12), np.float32), "label": no_key["song"]})
+    write_deepdish_h5(bad_shape["h5"], {"crema": np.ones((30, 24), np.float32), "label": bad_shape["song"]})
+    write_deepdish_h5(square["h5"], {"crema": np.ones((12, 12), np.float32), "label": square["song"]})
     summary = import_h5_features(data, key="crema", log=lambda m: None)
-    assert (summary.recordings, summary.bad, summary.utts) == (7, 2, 5)
+    assert (summary.recordings, summary.bad, summary.utts) == (7, 3, 4)
     bad = dict(line.split("\t")[0::2] for line in (data / "bad.txt").read_text().splitlines())
     assert "no key 'crema'" in bad[no_key["utt"]] and "shape (30, 24)" in bad[bad_shape["utt"]]
-    full = read_manifest(data / "full.txt", required=("utt", "song", "feat", "feat_len", "song_id"))
-    assert len(full) == 5 and all(np.load(r["feat"]).shape == (r["feat_len"], 12) for r in full)
+    assert "both axes of size 12" in bad[square["utt"]]
     fp = json.loads((data / "pcp_feat" / "fingerprint.json").read_text())
     assert fp["frontend"]["name"] == "datacos_pcp" and fp["frontend"]["source"] == "crema"
-    # a second run reuses everything; another key is refused by the store
-    assert import_h5_features(data, key="crema", log=lambda m: None).computed == 0
+    assert fp["frontend"]["sr"] == SR and fp["frontend"]["hop_length"] == HOP
     from csi.features.store import FeatureStoreError
     with pytest.raises(FeatureStoreError, match="hpcp"):
         import_h5_features(data, key="hpcp", log=lambda m: None)
+
+
+def _prepare(*args):
+    return run_bash(["-c", f'PYTHONPATH="{REPO}" python3 "{REPO}/egs/datacos/local/prepare_datacos.py" ' +
+                     " ".join(f"'{a}'" for a in args)])
+
+
+def test_stage1_on_archives_unpacked_one_folder_down(tmp_path):
+    tree = write_datacos(tmp_path / "dl", bench_works=(2, 2, 1), train_works=2, below="da-tacos")
+    r = _prepare(tmp_path / "dl", tmp_path / "data")
+    assert r.returncode == 0, r.stderr
+    c = json.loads((tmp_path / "data" / "coveranalysis" / "counts.json").read_text())
+    assert c["with_h5"] == 4 and c["missing"] == 0
+    assert json.loads((tmp_path / "data" / "benchmark" / "counts.json").read_text())["with_h5"] == 5
+    assert f"h5 files from {tree['base'] / 'da-tacos_benchmark_subset_single_files'} (single_files)" in r.stderr
+
+
+def test_stage1_stops_when_a_subset_has_no_file(tmp_path):
+    import shutil
+
+    tree = write_datacos(tmp_path / "d", bench_works=(2, 1), train_works=2, archives=("single_files", "crema"))
+    shutil.rmtree(tree["base"] / "da-tacos_coveranalysis_subset_single_files")
+    shutil.rmtree(tree["base"] / "da-tacos_coveranalysis_subset_crema")
+    r = _prepare(tmp_path / "d", tmp_path / "data")
+    assert r.returncode == 1
+    assert "coveranalysis: no file for any of the 4 performances" in r.stderr
+    assert "da-tacos_coveranalysis_subset_single_files.zip" in r.stderr
+    # the benchmark has only the crema archive left: asking for hpcp names what is there
+    shutil.rmtree(tree["base"] / "da-tacos_benchmark_subset_single_files")
+    r = _prepare(tmp_path / "d", tmp_path / "data2", "--feature", "hpcp")
+    assert r.returncode == 1 and "holding 'hpcp'" in r.stderr and "da-tacos_benchmark_subset_crema (crema)" in r.stderr
+    # with --audio_dir (the audio route) a subset without files is skipped, not an error
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "P_100.wav").write_bytes(b"")
+    r = _prepare(tmp_path / "d", tmp_path / "data3", "--feature", "hpcp", "--audio_dir", audio)
+    assert r.returncode == 0, r.stderr
+    assert "coveranalysis: no file" in r.stderr and "subset skipped (--audio_dir given)" in r.stderr
+    assert json.loads((tmp_path / "data3" / "benchmark" / "counts.json").read_text())["with_audio"] == 1
+
+
+def test_recipe_stages_1_2_default_route(tmp_path):
+    """The default route (--feature crema) on the published layout: stage 2 imports every
+    cover-analysis file (crema stored (12, T)) and every benchmark file ((T, 12))."""
+    write_datacos(tmp_path / "datacos", bench_works=(3, 3, 1, 1), train_works=6)
+    data = tmp_path / "data"
+    r = run_bash([RUN, "--datacos_dir", str(tmp_path / "datacos"), "--data", str(data), "--stop_stage", "2"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(read_manifest(data / "coveranalysis" / "full.txt", required=("utt", "feat"))) == 12
+    assert (data / "coveranalysis" / "bad.txt").read_text() == "" and (data / "benchmark" / "bad.txt").read_text() == ""
+    assert json.loads((data / "coveranalysis" / "h5_layout.json").read_text())["bins_frames"] == 12
+    assert json.loads((data / "benchmark" / "h5_layout.json").read_text())["frames_bins"] == 8
+    assert "12 file(s) (12, frames), bins first: transposed" in r.stderr
+    assert len(read_manifest(data / "benchmark" / "feat_query.txt", required=("utt", "feat"))) == 6
+
+
+def test_per_feature_archives_are_read(tmp_path):
+    """The per-feature archives alone (da-tacos_<subset>_subset_<f>/W_<id>_<f>/P_<id>_<f>.h5,
+    each with its key, label and track_id) for --feature crema and chroma_cens (archive cens)."""
+    write_datacos(tmp_path / "datacos", bench_works=(2, 2, 1), train_works=2, archives=("crema", "cens", "key"))
+    for feature in ("crema", "chroma_cens"):
+        data = tmp_path / f"data_{feature}"
+        r = run_bash([RUN, "--datacos_dir", str(tmp_path / "datacos"), "--data", str(data), "--stop_stage", "2",
+                      "--feature", feature], timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert json.loads((data / "benchmark" / "counts.json").read_text())["with_h5"] == 5
+        assert len(read_manifest(data / "benchmark" / "feat_ref.txt", required=("utt", "feat"))) == 5
+        assert len(read_manifest(data / "coveranalysis" / "full.txt", required=("utt", "feat"))) == 4
+        assert all(f"_{'cens' if feature == 'chroma_cens' else feature}.h5" in rec["h5"]
+                   for rec in read_manifest(data / "coveranalysis" / "dataset.txt", required=("h5",)))
 
 
 def test_pcp_front_end_refuses_audio():
@@ -163,15 +260,11 @@ def test_lookahead_steps_and_resumes():
 def test_siamese_trains_and_evaluates(tmp_path):
     from tools import eval_testset, train
 
-    root = make_datacos(tmp_path / "datacos", n_works=3, per_work=3, noise=2, train_works=6)
+    tree = write_datacos(tmp_path / "datacos", bench_works=(3, 3, 3, 1, 1), train_works=6)
     data = {}
-    for subset, meta in (("benchmark", BENCH_META), ("coveranalysis", TRAIN_META)):
-        records, _ = subset_records(load_metadata(root / "da-tacos_metadata" / meta),
-                                    index_h5(root / f"da-tacos_{subset}_subset_single_files"))
-        d = data[subset] = tmp_path / subset
-        d.mkdir()
-        (d / "dataset.txt").write_text("".join(json.dumps(r) + "\n" for r in records))
-        import_h5_features(d, log=lambda m: None)
+    for subset in ("benchmark", "coveranalysis"):
+        data[subset], _ = _dataset(tmp_path, tree, subset)
+        import_h5_features(data[subset], log=lambda m: None)
     exp = tmp_path / "exp"
     (exp / "config").mkdir(parents=True)
     hp = yaml.safe_load((REPO / "conf" / "train" / "datacos_siamese.yaml").read_text())
@@ -199,12 +292,7 @@ def test_siamese_trains_and_evaluates(tmp_path):
     assert metrics["failed"] == 0 and 0 < metrics["MAP"] <= 1 and metrics["frontend"] == "datacos_pcp"
 
 
-RUN = str(REPO / "egs" / "datacos" / "run.sh")
-
-
 def test_recipe_needs_datacos_dir(tmp_path):
-    from tests.helpers import run_bash
-
     r = run_bash([RUN, "--data", str(tmp_path / "d")])
     assert r.returncode != 0 and "--datacos_dir" in r.stderr
     r = run_bash([RUN, "--datacos_dir", str(tmp_path / "none"), "--data", str(tmp_path / "d")])
@@ -212,20 +300,19 @@ def test_recipe_needs_datacos_dir(tmp_path):
 
 
 def test_recipe_feature_route_end_to_end(tmp_path):
-    from tests.helpers import run_bash
-
-    root = make_datacos(tmp_path / "datacos", n_works=3, per_work=3, noise=2, train_works=6)
+    tree = write_datacos(tmp_path / "datacos", bench_works=(3, 3, 3, 1, 1), train_works=6)
     # one benchmark file without crema: left out, listed in bad.txt
-    bad = next((root / "da-tacos_benchmark_subset_single_files").rglob("P_*.h5"))
-    write_deepdish_like(bad, {"hpcp": np.ones((30, 12), np.float32), "label": bad.parent.name})
+    work, perf = tree["perfs"]["benchmark"][0]
+    bad = tree["base"] / "da-tacos_benchmark_subset_single_files" / work / f"{perf}.h5"
+    write_deepdish_h5(bad, {"hpcp": np.ones((30, 12), np.float32), "label": work, "track_id": perf})
     hp = yaml.safe_load((REPO / "conf" / "train" / "datacos_siamese.yaml").read_text())
     hp.update({"chunk_frame": [100], "mean_size": 1, "batch_size": 8, "max_epochs": 2, "max_minutes": None, "device": "cpu",
                "frames": 64, "channels": [4, 8], "embed_dim": 16})
     conf = tmp_path / "tiny.yaml"
     conf.write_text(yaml.safe_dump(hp))
     data, exp = tmp_path / "data", tmp_path / "exp"
-    r = run_bash([RUN, "--datacos_dir", str(root), "--data", str(data), "--exp", str(exp), "--train_config", str(conf)],
-                 timeout=600)
+    r = run_bash([RUN, "--datacos_dir", str(tree["root"]), "--data", str(data), "--exp", str(exp), "--train_config",
+                  str(conf)], timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     c = json.loads((data / "benchmark" / "counts.json").read_text())
     assert (c["query"], c["ref"], c["performances"]) == (9, 11, 11)
@@ -301,12 +388,12 @@ def _chord_audio(path, freqs, seconds, rng, sr=16000):
 def test_recipe_audio_route(tmp_path):
     """Audio of the benchmark performances (<P_id>.wav) matched with a model on CQT features
     (stage 1 --audio_dir, stage 6 --audio_model); a performance without audio is left out."""
-    from tests.helpers import run_bash
     from tools import extract_csi_features, train
 
     rng = np.random.default_rng(1)
-    root = make_datacos(tmp_path / "datacos", n_works=3, per_work=3, noise=2, train_works=2)
-    meta = load_metadata(root / "da-tacos_metadata" / BENCH_META)
+    tree = write_datacos(tmp_path / "datacos", bench_works=(3, 3, 3, 1, 1), train_works=2)
+    root = tree["root"]
+    meta = load_metadata(tree["metadata"]["benchmark"])
     audio = tmp_path / "audio"
     chords = {w: rng.uniform(200, 1500, 3) for w in meta}
     perfs = [(w, p) for w in sorted(meta) for p in sorted(meta[w])]
@@ -344,24 +431,3 @@ def test_recipe_audio_route(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((model / "eval_datacos_audio" / "metrics.json").read_text())
     assert metrics["frontend"] == "coverhunter_cqt" and metrics["failed"] == 0 and metrics["queries"] == 8
-
-
-def test_per_feature_archives_are_read(tmp_path):
-    """The per-feature archives (da-tacos_<subset>_subset_crema/W_<id>_crema/P_<id>_crema.h5
-    holding crema, label and track_id) give the same manifests as the single-files bundles."""
-    import shutil
-    from tests.helpers import run_bash
-
-    root = make_datacos(tmp_path / "datacos", n_works=2, per_work=2, noise=1, train_works=2)
-    for subset in ("benchmark", "coveranalysis"):
-        single = root / f"da-tacos_{subset}_subset_single_files"
-        for h5 in sorted(single.rglob("P_*.h5")):
-            out = root / f"da-tacos_{subset}_subset_crema" / f"{h5.parent.name}_crema" / f"{h5.stem}_crema.h5"
-            write_deepdish_like(out, {"crema": read_pcp(h5), "label": h5.parent.name, "track_id": h5.stem})
-        shutil.rmtree(single)
-    data = tmp_path / "data"
-    r = run_bash([RUN, "--datacos_dir", str(root), "--data", str(data), "--stop_stage", "2"], timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((data / "benchmark" / "counts.json").read_text())["with_h5"] == 5
-    assert len(read_manifest(data / "benchmark" / "feat_ref.txt", required=("utt", "feat"))) == 5
-    assert len(read_manifest(data / "coveranalysis" / "full.txt", required=("utt", "feat"))) == 4

@@ -4,9 +4,12 @@ Subsets: ``benchmark`` (15,000 performances: 1,000 works × 13 and 2,000 works o
 performance, the noise) and ``coveranalysis`` (10,000: 5,000 works × 2, for training). A
 subset's metadata is ``{W_id: {P_id: {work_title, work_artist, perf_title, perf_artist,
 release_year, work_id, perf_id, instrumental, ...}}}``; its features are one HDF5 file per
-performance, ``<tree>/W_<work>/P_<perf>.h5`` (the "single files" bundles, every feature in one
+performance, ``da-tacos_<subset>_subset_single_files/W_<work>/P_<perf>.h5`` (every feature in one
 file) or ``da-tacos_<subset>_subset_<f>/W_<work>_<f>/P_<perf>_<f>.h5`` (the per-feature archives;
-``<f>`` is ``crema``, ``hpcp`` or ``cens`` for chroma_cens).
+``<f>`` is ``crema``, ``hpcp`` or ``cens`` for chroma_cens). Each zip unpacks into a folder of
+that name; the folders are found wherever they are under the given root (:func:`find_trees`:
+beside ``da-tacos_metadata/``, or a folder further down when the archives were unpacked into
+a subdirectory).
 
 Manifest record (one per performance of the metadata): ``utt`` = P_id,
 ``song`` = W_id, ``version`` = P_id, ``h5`` (the file, when found), ``wav`` (with an audio
@@ -32,6 +35,7 @@ METADATA_FILES = {s: f"da-tacos_{s}_subset_metadata.json" for s in SUBSETS}
 AUDIO_EXTS = AUDIO_EXTENSIONS + (".m4a",)
 ARCHIVE_SUFFIX = {"chroma_cens": "cens"}     # per-feature archive name of a feature key, when not the key
 _PERF_FILE = re.compile(r"^(P_[^_/.]+)(?:_([A-Za-z0-9_]+))?\.h5$")
+TREE_DEPTH = 4          # how far below the root find_trees looks for the archive folders
 
 
 class DatacosError(ValueError):
@@ -49,6 +53,30 @@ def load_metadata(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]
     if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
         raise DatacosError(f"{path}: expected {{W_id: {{P_id: {{...}}}}}}")
     return meta
+
+
+def archive_name(feature: str) -> str:
+    """The per-feature archive folder suffix of a feature key (``chroma_cens`` → ``cens``)."""
+    return ARCHIVE_SUFFIX.get(feature, feature)
+
+
+def find_trees(root: str | os.PathLike, subset: str, max_depth: int = TREE_DEPTH) -> list[tuple[str, Path]]:
+    """``(kind, folder)`` of every ``da-tacos_<subset>_subset_<kind>`` folder at most
+    ``max_depth`` levels under ``root`` (kind: ``single_files``, ``crema``, ``hpcp``, ``cens``,
+    ...), single-files bundles first, then by path. Work folders (``W_*``) are not entered."""
+    prefix = f"da-tacos_{subset}_subset_"
+    found: list[tuple[str, Path]] = []
+    root = Path(root)
+    for dirpath, dirnames, _ in os.walk(root):
+        depth = len(Path(dirpath).relative_to(root).parts)
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith(prefix) and len(d) > len(prefix):
+                found.append((d[len(prefix):], Path(dirpath) / d))
+            elif depth + 1 < max_depth and not d.startswith(("W_", ".")):
+                keep.append(d)
+        dirnames[:] = keep
+    return sorted(found, key=lambda kp: (kp[0] != "single_files", str(kp[1])))
 
 
 def index_h5(tree: str | os.PathLike, feature: str | None = None) -> dict[str, Path]:

@@ -3,7 +3,9 @@
     python3 local/import_features.py DATA_DIR [--key crema] [--overwrite]
 
 Reads DATA_DIR/dataset.txt (records with ``h5``), writes DATA_DIR/pcp_feat/, full.txt, the id
-maps and bad.txt (csi.features.h5import); for the benchmark (a DATA_DIR with query.txt) also
+maps, bad.txt and h5_layout.json (how many files stored the key (frames, 12) and how many
+(12, frames), the cover-analysis crema's layout, transposed on import; csi.features.h5import);
+for the benchmark (a DATA_DIR with query.txt) also
 feat_query.txt / feat_ref.txt, the protocol on the imported features (bad files left out);
 with --dev_fraction F (cover-analysis), train.txt and dev.txt: the works whose hash is below F
 (at least 2) held out as a development set (all-vs-all), the others for training.
