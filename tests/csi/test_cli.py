@@ -36,6 +36,7 @@ TOOLS = {
     "make_synth_covers": (None, True),
     "train": (["missing_exp"], False),
     "identify": (["missing_index", "missing.wav"], False),
+    "serve_identify": (["missing_index", "--port", "0"], False),
     "embed": (["missing_model", "missing.wav"], False),
     "build_index": (["missing_model", "missing.txt", "out"], True),
     "eval_testset": (["missing_model", "missing_q.txt", "missing_r.txt"], True),
