@@ -73,7 +73,7 @@ def render_png(data: PlotInput, fps: float, chunk_s: float) -> bytes:
 
     sim = data.query_emb @ data.ref_emb.T
     tq, tr = data.query_start_s, data.ref_start_s
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    fig = Figure(figsize=(6.4, 5.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     low, high = float(sim.min()), float(sim.max())
@@ -89,16 +89,21 @@ def render_png(data: PlotInput, fps: float, chunk_s: float) -> bytes:
         ax.plot(found["scale"] * line + found["shift_s"], line, "--", color="orange", linewidth=1.5,
                 label=f"t_rec = {found['scale']:g}·t_query {found['shift_s']:+.1f} s "
                       f"(confidence {found['confidence']:.2f})")
-    pad_r = (tr[1] - tr[0]) / 2 if len(tr) > 1 else chunk_s / 2
-    pad_q = (tq[1] - tq[0]) / 2 if len(tq) > 1 else chunk_s / 2
-    ax.set_xlim(tr.min() - pad_r, tr.max() + pad_r)
-    ax.set_ylim(tq.max() + pad_q, tq.min() - pad_q)
+    ax.set_xlim(*_cell_edges(tr, chunk_s))
+    ax.set_ylim(*_cell_edges(tq, chunk_s)[::-1])
     ax.set_xlabel(f"{data.utt} ({data.song}): chunk start (s)")
     ax.set_ylabel(f"query {data.query}: chunk start (s)")
     ax.set_title(f"query vs best match: chunk similarity ({chunk_s:g}-s chunks)", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
     fig.colorbar(image, ax=ax, label="cosine similarity")
     fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png")
     return out.getvalue()
+
+
+def _cell_edges(starts: np.ndarray, chunk_s: float) -> tuple[float, float]:
+    """The outer edges of ``shading="nearest"`` cells centred on sorted ``starts``."""
+    if len(starts) < 2:
+        return float(starts[0]) - chunk_s / 2, float(starts[0]) + chunk_s / 2
+    return float(starts[0] - (starts[1] - starts[0]) / 2), float(starts[-1] + (starts[-1] - starts[-2]) / 2)

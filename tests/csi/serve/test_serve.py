@@ -307,3 +307,40 @@ def test_the_page_in_headless_chromium(built, server, tmp_path):
     assert outside.mean() < 0.01                                        # and is nowhere else
     if os.environ.get("CSI_SERVE_SCREENSHOT"):
         shutil.copy(shot, os.environ["CSI_SERVE_SCREENSHOT"])
+
+
+def test_a_calibrated_index_answers_p_same_work(built, tmp_path):
+    from csi.scoring.calibration import Calibration
+
+    root, records = built
+    index = tmp_path / "index"
+    shutil.copytree(root / "index", index)
+    plain = ServingIdentifier(index)
+    Calibration(a=4.0, b=-400.0, fitted_on=10).with_source(plain.index.model, plain.matching.to_dict()).save(index)
+    srv = make_server(IdentifyService(ServingIdentifier(index), LIMITS), "127.0.0.1", 0)
+    serve_in_thread(srv)
+    try:
+        status, answer = post_audio(srv.url, Path(records[0]["wav"]).read_bytes())
+        health = json.loads(request(srv.url + "health")[2])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert status == 200 and health["calibrated"] is True
+    p = [w["p_same_work"] for w in answer["works"]]
+    want = Calibration(a=4.0, b=-400.0).probability([w["distance"] for w in answer["works"]])
+    assert p == pytest.approx(want, abs=1e-3) and p == sorted(p, reverse=True) and p[0] > p[1]
+
+
+def test_a_fault_of_the_service_is_a_500_and_it_goes_on(built, server, monkeypatch):
+    _, records = built
+
+    def broken(upload, topk):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(server.service, "identify", broken)
+    status, answer = post_audio(server.url, Path(records[0]["wav"]).read_bytes())
+    assert status == 500 and answer == {"error": "internal error: RuntimeError: disk on fire"}
+    monkeypatch.undo()
+    status, answer = post_audio(server.url, Path(records[0]["wav"]).read_bytes())
+    assert status == 200 and answer["works"][0]["song"] == "work0"
+    assert json.loads(request(server.url + "health")[2])["responses"]["500"] >= 1
