@@ -53,7 +53,8 @@ def pcp_fingerprint(key: str = "crema", n_bins: int = 12, sr: int = 44100, hop_l
 
 def import_h5_features(data_dir: str | os.PathLike, key: str = "crema", n_bins: int = 12, sr: int = 44100,
                        hop_length: int = 512, pad_value: float = 0.0, feat_dtype: str = "float16",
-                       min_frames: int = 1, overwrite: bool = False, log: Callable[[str], None] = print) -> H5ImportSummary:
+                       min_frames: int = 1, overwrite: bool = False,
+                       log: Callable[[str], None] = print) -> H5ImportSummary:
     data_dir = Path(data_dir)
     t0 = time.time()
     records = read_manifest(data_dir / "dataset.txt", required=("utt", "song", "h5"))
