@@ -99,7 +99,7 @@ class IdentifyHandler(BaseHTTPRequestHandler):
         params = parse_qs(query)
         try:
             topk = service.topk(params.get("topk", [None])[-1])
-            body, _ = read_body(self.headers, self.rfile, service.options.max_bytes)
+            body = read_body(self.headers, self.rfile, service.options.max_bytes)
         except UploadError:
             self.close_connection = True         # the body may be unread: the connection is not reusable
             raise

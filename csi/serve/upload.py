@@ -59,9 +59,9 @@ def _header_param(value: str, header: str, param: str) -> str | None:
     return None if found is None else str(found)
 
 
-def read_body(headers: Mapping[str, str], rfile: BinaryIO, max_bytes: int) -> tuple[bytes, bool]:
-    """The request body (at most ``max_bytes``) and whether the connection may be kept.
-    An oversized body up to DRAIN_LIMIT is read and dropped before the 413."""
+def read_body(headers: Mapping[str, str], rfile: BinaryIO, max_bytes: int) -> bytes:
+    """The request body (at most ``max_bytes``). An oversized body up to DRAIN_LIMIT is read
+    and dropped before the 413 (the client then reads the answer, not a reset)."""
     if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
         raise UploadError(411, "chunked uploads are not accepted: send the body with a Content-Length")
     length_text = headers.get("Content-Length")
@@ -88,7 +88,7 @@ def read_body(headers: Mapping[str, str], rfile: BinaryIO, max_bytes: int) -> tu
     data = rfile.read(length)
     if len(data) < length:
         raise UploadError(400, f"incomplete body: {len(data)} of {length} bytes arrived")
-    return data, True
+    return data
 
 
 def parse_upload(body: bytes, content_type: str, name: str | None = None) -> Upload:

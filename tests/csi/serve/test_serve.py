@@ -246,7 +246,7 @@ def test_the_tool_serves_until_terminated(built, tmp_path):
     assert record["config"]["limits"]["max_seconds"] == 20.0 and record["config"]["url"] == url
     assert "tools.serve_identify" in record["environment"]["command"]
     log = (tmp_path / "run" / "serve_identify.log").read_text()
-    assert "serving on " + url in log and "identify w0v1.wav" not in log and "stopped" in log
+    assert "serving on " + url in log and "identify upload (416044 bytes, 13.0 s): work0" in log and "stopped" in log
 
 
 # ---- the page in headless Chromium ------------------------------------------------------------
