@@ -1,12 +1,16 @@
-"""Audio decoding with soundfile and resampling with soxr (no torchaudio, no sox binary)."""
+"""Audio decoding with soundfile (PyAV for .mp4/.m4a/.webm) and resampling with soxr (no torchaudio, no sox binary)."""
 from __future__ import annotations
 
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+# containers soundfile cannot read (what YouTube serves: AAC in MP4, Opus in WebM); decoded by PyAV
+AV_SUFFIXES = (".mp4", ".m4a", ".webm")
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,17 @@ class AudioError(RuntimeError):
     """An audio file that cannot be used; the message says why."""
 
 
+class DecoderUnavailable(RuntimeError):
+    """The file needs PyAV and it is not installed. Not an AudioError: the file may be fine,
+    so it is never counted as unreadable; the message names the file and ``pip install av``."""
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
-    """Read the header of an audio file; raise AudioError if it is missing, unreadable or empty."""
+    """Read the header of an audio file; raise AudioError if it is missing, unreadable or empty
+    (DecoderUnavailable for an .mp4/.m4a/.webm file without PyAV)."""
     _check_file(path)
+    if _needs_av(path):
+        return _av_probe(path)
     try:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError
@@ -42,15 +54,19 @@ def load(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, in
 
     Raise AudioError if the file is missing, unreadable, empty, or holds a non-finite
     sample (NaN or Inf, possible in float formats such as 32-bit float WAV): such audio would
-    only give NaN features downstream.
+    only give NaN features downstream. .mp4/.m4a/.webm files are decoded by PyAV
+    (DecoderUnavailable naming the file when it is not installed).
     """
     import soxr
 
     _check_file(path)
-    try:
-        y, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:
-        raise AudioError(f"unreadable: {_short(e)}") from None
+    if _needs_av(path):
+        y, file_sr = _av_read(path)
+    else:
+        try:
+            y, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as e:
+            raise AudioError(f"unreadable: {_short(e)}") from None
     if y.shape[0] == 0:
         raise AudioError("empty: no audio frames")
     bad = y.size - int(np.count_nonzero(np.isfinite(y)))
@@ -63,6 +79,89 @@ def load(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, in
     if not np.isfinite(y).all():  # finite samples near the float32 limit can overflow here
         raise AudioError("non-finite samples (NaN/Inf) after downmix/resampling: sample values too large")
     return np.ascontiguousarray(y), file_sr
+
+
+def _needs_av(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in AV_SUFFIXES
+
+
+def _av(path: str | os.PathLike):
+    try:
+        import av
+    except ImportError:
+        raise DecoderUnavailable(f"{path}: {Path(path).suffix} audio is decoded by PyAV, which is not installed: "
+                                 f"pip install av") from None
+    return av
+
+
+def _av_open(path: str | os.PathLike):
+    """(PyAV, open container, its first audio stream); AudioError if there is none."""
+    av = _av(path)
+    try:
+        container = av.open(str(path))
+    except Exception as e:  # av.error.FFmpegError (InvalidDataError, ...), OSError
+        raise AudioError(f"unreadable: {_short(e)}") from None
+    if not container.streams.audio:
+        container.close()
+        raise AudioError("unreadable: no audio stream")
+    return av, container, container.streams.audio[0]
+
+
+def _av_probe(path: str | os.PathLike) -> AudioInfo:
+    """Rate and channels from the stream, frames from the stream's (else the container's)
+    duration; a file whose duration is not recorded is decoded to count them."""
+    av, container, stream = _av_open(path)
+    try:
+        rate, channels = int(stream.codec_context.sample_rate or 0), int(stream.codec_context.channels or 0)
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / av.time_base
+        else:
+            seconds = None
+        if seconds is None:
+            frames = sum(frame.samples for frame in _decoded(container, stream))
+        else:
+            next(iter(_decoded(container, stream)), None)   # the codec opens and one packet decodes
+            frames = int(round(seconds * rate))
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(f"unreadable: {_short(e)}") from None
+    finally:
+        container.close()
+    if frames <= 0 or rate <= 0:
+        raise AudioError("empty: no audio frames")
+    return AudioInfo(rate, frames, channels)
+
+
+def _av_read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """``(samples, channels)`` float32 and the stream's rate (channels kept: ``load`` mixes down)."""
+    av, container, stream = _av_open(path)
+    chunks: list[np.ndarray] = []
+    try:
+        rate = int(stream.codec_context.sample_rate or 0)
+        to_float = av.AudioResampler(format="fltp")      # planar float, layout and rate kept
+        for frame in _decoded(container, stream):
+            for out in to_float.resample(frame):
+                chunks.append(out.to_ndarray())
+        for out in to_float.resample(None):
+            chunks.append(out.to_ndarray())
+    except Exception as e:
+        raise AudioError(f"unreadable: {_short(e)}") from None
+    finally:
+        container.close()
+    if not chunks or rate <= 0:
+        return np.zeros((0, 1), dtype=np.float32), rate
+    channels = {c.shape[0] for c in chunks}
+    if len(channels) > 1:
+        raise AudioError(f"unreadable: the channel count changes within the stream ({sorted(channels)})")
+    return np.ascontiguousarray(np.concatenate(chunks, axis=1).T, dtype=np.float32), rate
+
+
+def _decoded(container, stream):
+    for packet in container.demux(stream):
+        yield from packet.decode()
 
 
 def _check_file(path: str | os.PathLike) -> None:
