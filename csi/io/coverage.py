@@ -20,7 +20,7 @@ from csi.io.manifest import Record, works_of, write_manifest
 from csi.io.tree import AUDIO_EXTENSIONS
 from csi.utils import atomic_write_text
 
-AUDIO_SUFFIXES = AUDIO_EXTENSIONS + (".m4a", ".webm")    # also what YouTube serves
+AUDIO_SUFFIXES = AUDIO_EXTENSIONS + (".m4a", ".mp4", ".webm")    # also what YouTube serves (csi.io.audio.AV_SUFFIXES)
 
 
 @dataclass
@@ -45,14 +45,43 @@ class Coverage:
         return out
 
 
+def audio_files(directory: str | os.PathLike) -> list[Path]:
+    """The finished audio files directly in ``directory``, sorted (partial downloads such as
+    ``.part``, hidden files, sidecars such as ``.meta`` and other suffixes ignored)."""
+    return [p for p in sorted(Path(directory).iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES]
+
+
 def index_audio(audio_dir: str | os.PathLike) -> dict[str, Path]:
-    """``{stem: path}`` of the finished audio files directly in ``audio_dir`` (partial
-    downloads, hidden files and other suffixes ignored; empty if the directory is absent)."""
+    """``{stem: path}`` of the finished audio files directly in ``audio_dir`` (:func:`audio_files`;
+    empty if the directory is absent)."""
     audio_dir = Path(audio_dir)
     if not audio_dir.is_dir():
         return {}
-    return {p.stem: p for p in sorted(audio_dir.iterdir())
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES}
+    return {p.stem: p for p in audio_files(audio_dir)}
+
+
+def index_prefixed_audio(audio_dir: str | os.PathLike) -> tuple[dict[str, Path], dict[str, int]]:
+    """``{id: path}`` of the audio files of ``audio_dir`` in either layout: flat ``<id>.<ext>``,
+    or ``<id[:2]>/<id>.<ext>`` (a folder named by the id's first two characters, its case
+    ignored, as the Discogs-VI downloader and CLEWS's loader write and read them). The first
+    file of an id wins (flat before prefixed, then by name: ``x.m4a`` before ``x.mp4``).
+    Also returns how many ids each layout gave (``flat``, ``prefixed``)."""
+    audio_dir = Path(audio_dir)
+    found: dict[str, Path] = {}
+    n = {"flat": 0, "prefixed": 0}
+    if not audio_dir.is_dir():
+        return found, n
+    for p in audio_files(audio_dir):
+        if p.stem not in found:
+            found[p.stem] = p
+            n["flat"] += 1
+    for sub in sorted(d for d in audio_dir.iterdir() if d.is_dir() and len(d.name) == 2 and not d.name.startswith(".")):
+        for p in audio_files(sub):
+            if p.stem[:2].lower() == sub.name.lower() and p.stem not in found:
+                found[p.stem] = p
+                n["prefixed"] += 1
+    return found, n
 
 
 def select(split: str, wanted: Iterable[Record], audio: Mapping[str, Path],
@@ -130,11 +159,13 @@ def write_split(out_dir: str | os.PathLike, split: str, wanted: Iterable[Record]
 
 
 def write_splits(out_dir: str | os.PathLike, splits: Mapping[str, Iterable[Record]], audio_dir: str | os.PathLike,
-                 progress: bool = True) -> list[Coverage]:
+                 progress: bool = True, audio: Mapping[str, Path] | None = None) -> list[Coverage]:
     """``write_split`` for each split into ``out_dir/<split>/``, then the table of all of them
-    (``out_dir/coverage.txt``, ``coverage.json``). Returns the reports."""
+    (``out_dir/coverage.txt``, ``coverage.json``). ``audio`` (``{utt: path}``) is used when given,
+    else :func:`index_audio` of ``audio_dir``. Returns the reports."""
     out_dir = Path(out_dir)
-    audio = index_audio(audio_dir)
+    if audio is None:
+        audio = index_audio(audio_dir)
     reports = [write_split(out_dir / name, name, wanted, audio, progress=progress) for name, wanted in splits.items()]
     atomic_write_text(out_dir / "coverage.json", json.dumps({r.split: r.counts() for r in reports}, indent=1) + "\n")
     atomic_write_text(out_dir / "coverage.txt", table(reports))
