@@ -9,11 +9,11 @@ recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 stage=0
 stop_stage=6
-discogs_dir=""      # directory holding $discogs_name.{train,val,test}; empty: $download_dir/discogs_vi
-discogs_url=""      # a tar archive of the metadata, downloaded when discogs_dir is empty
-discogs_name=Discogs-VI-YT-20240701-light.json
+discogs_dir=""      # directory at or under which the splits are (files, or in a .zip such as Zenodo's main.zip); empty: $download_dir/discogs_vi
+discogs_url=""      # the metadata archive (a .zip, read in place, or a tar, unpacked), downloaded when discogs_dir is empty
+discogs_name=""     # split file prefix; empty: Discogs-VI-YT-20240701-light.json (official) or DiscogsVI-YT-20240701-light.json (CLEWS)
 download_dir=$recipe/downloads
-audio_dir=""        # <youtube_id>.<ext> files; empty: $download_dir/audio
+audio_dir=""        # <yt>.<ext> or <yt[:2]>/<yt>.<ext> files (or the downloader's root holding audio/); empty: $download_dir/audio
 download_audio=false  # stage 0: fetch the audio from YouTube (tools.download_youtube; pip install yt-dlp)
 jobs=4              # parallel downloads (at most 10)
 rate_limit_s=2      # seconds between the starts of two downloads
@@ -31,26 +31,42 @@ Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, ali
 . "$CSI_ROOT/utils/parse_options.sh"
 
 [ -n "$audio_dir" ] || audio_dir=$download_dir/audio
+[ ! -d "$audio_dir/audio" ] || audio_dir=$audio_dir/audio   # the Discogs-VI downloader's root: audio/ beside logs/
 case $download_audio in true|false) ;; *) die "--download_audio must be true or false, got '$download_audio'" ;; esac
 csi_activate
-meta_args=("$discogs_name.train" --discogs_dir)
-[ -n "$discogs_dir" ] || { discogs_dir=$download_dir/discogs_vi; [ -z "$discogs_url" ] || meta_args+=("$discogs_url" "$download_dir/discogs_vi.tar.gz"); }
+[ -n "$discogs_dir" ] || { discogs_dir=$download_dir/discogs_vi; use_url=$discogs_url; }
 prepare=(python3 "$recipe/local/prepare_discogs_vi.py")
+name_args=(${discogs_name:+--name "$discogs_name"})
+# the files holding the splits, relative to $discogs_dir (prepare_discogs_vi.py says what it looked for)
+locate_splits() {
+  "${prepare[@]}" locate "$discogs_dir" "${name_args[@]}" \
+    || die "pass --discogs_dir DIR (the directory at or under which the splits are)${use_url:+; $use_url did not hold them}"
+}
 
 if stage_begin 0 "Discogs-VI-YT metadata (and audio with --download_audio true)"; then
-  meta=$(metadata_dir "$discogs_dir" "${meta_args[@]}")
-  log "Discogs-VI-YT metadata: $meta"
+  if [ -n "${use_url:-}" ] && ! "${prepare[@]}" locate "$discogs_dir" "${name_args[@]}" >/dev/null 2>&1; then
+    log "no splits under $discogs_dir: downloading $use_url"
+    archive=$(basename "${use_url%%\?*}")
+    case $archive in
+      *.zip|*.ZIP) dl=("$discogs_dir/$archive") ;;    # read in place
+      *) dl=("$download_dir/discogs_vi.tar.gz" --out_dir "$discogs_dir") ;;
+    esac
+    run_tool download "$use_url" "${dl[@]}" --no_progress >&2 \
+      || die "could not download $use_url (offline?): fetch the metadata by hand and pass --discogs_dir DIR (the directory at or under which the splits are)"
+  fi
+  meta_files=$(locate_splits)
+  log "Discogs-VI-YT splits: $meta_files (under $discogs_dir)"
   if [ "$download_audio" = true ]; then
-    "${prepare[@]}" urls "$meta" "$download_dir/urls.tsv" --name "$discogs_name"
+    "${prepare[@]}" urls "$discogs_dir" "$download_dir/urls.tsv" "${name_args[@]}"
     youtube_audio_stage "$download_dir/urls.tsv" "$audio_dir" "$jobs" "$rate_limit_s"
   fi
   stage_end
 fi
 
 if stage_begin 1 "JSONL manifests of the audio present, coverage of each split"; then
-  meta=$(metadata_dir "$discogs_dir" "$discogs_name.train" --discogs_dir)
-  present_audio_manifests "$data" "$meta" "$audio_dir" "$discogs_name.train $discogs_name.val $discogs_name.test" \
-    "${prepare[@]}" manifests "$meta" "$audio_dir" "$data" --name "$discogs_name" --no_progress
+  meta_files=$(locate_splits)
+  present_audio_manifests "$data" "$discogs_dir" "$audio_dir" "$meta_files" \
+    "${prepare[@]}" manifests "$discogs_dir" "$audio_dir" "$data" "${name_args[@]}" --no_progress
   stage_end
 fi
 
