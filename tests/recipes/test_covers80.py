@@ -170,4 +170,5 @@ def test_stages_3_to_6_with_a_tiny_model_align_fine_tune_and_compare(tmp_path):
     assert head["checkpoint"] == "g_best" or head["checkpoint"].startswith("g_0")
     assert (tmp_path / "exp_fine" / "pt_model").is_dir()
     comparison = (tmp_path / "exp_fine" / "comparison.txt").read_text().splitlines()
-    assert comparison[1].startswith("coarse") and comparison[2].startswith("fine")
+    assert comparison[0].startswith("protocol: ")  # the table names its evaluation protocol
+    assert comparison[2].startswith("coarse") and comparison[3].startswith("fine")

@@ -64,7 +64,9 @@ def test_demo_recipe_stages_0_2(tmp_path):
     assert (tmp_path / "exp_fine" / "pt_model" / "g_00000000").exists()
     assert "fine training from" in (tmp_path / "exp_fine" / "logs" / "train.log").read_text()
     comparison = (tmp_path / "exp_fine" / "comparison.txt").read_text()
-    assert comparison.splitlines()[1].startswith("coarse") and comparison.splitlines()[2].startswith("fine")
+    lines = comparison.splitlines()
+    assert lines[0].startswith("protocol: ")  # the table names its evaluation protocol
+    assert lines[2].startswith("coarse") and lines[3].startswith("fine")
     assert "chroma_mean" in comparison and "side by side" in r.stderr
     metrics = json.loads((tmp_path / "exp" / "eval_test" / "metrics.json").read_text())
     assert metrics["queries"] == len(test) and 0 < metrics["MAP"] <= 1
