@@ -52,10 +52,10 @@ if stage_begin 1 "JSONL manifests of the audio present, coverage of each split";
   stage_end
 fi
 
-[ -z "$covers80_data" ] || [ "$stop_stage" -lt 6 ] || [ -s "$covers80_data/query.txt" ] \
-  || die "$covers80_data/query.txt is missing: run egs/covers80/run.sh --stop_stage 1 --data $covers80_data first"
+[ -z "$covers80_data" ] || [ "$stop_stage" -lt 6 ] || [ -s "$covers80_data/dataset.txt" ] \
+  || die "$covers80_data/dataset.txt is missing: run egs/covers80/run.sh --stop_stage 1 --data $covers80_data first"
 "$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" --stage "$stage" --stop_stage "$stop_stage" --nj "$nj" --data "$data" --exp "$exp" \
   --train_config "$train_config" --train_features "$train_features" --test_features "$test_features" \
-  ${covers80_data:+--extra_eval "covers80=$covers80_data/query.txt:$covers80_data/ref.txt"} \
+  ${covers80_data:+--extra_eval "covers80_all_vs_all=$covers80_data/dataset.txt:$covers80_data/dataset.txt"} \
   --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
 log "done"

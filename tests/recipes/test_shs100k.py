@@ -242,7 +242,8 @@ def test_stages_1_to_6_tiny_model_and_covers80_with_model_dir(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for model in (exp, tmp_path / "exp_fine"):
         assert json.loads((model / "eval_test" / "metrics.json").read_text())["queries"] == 4
-        assert json.loads((model / "eval_covers80" / "metrics.json").read_text())["queries"] == 3
+        covers80 = json.loads((model / "eval_covers80_all_vs_all" / "metrics.json").read_text())
+        assert covers80["protocol"] == "all-vs-all" and covers80["queries"] == 7  # the paper's protocol: all 7 recordings
     assert (tmp_path / "exp_fine" / "comparison.txt").is_file()
     r = run_bash([str(c80), "--stage", "3", "--covers80_dir", str(tmp_path / "c80"), "--data", str(tmp_path / "c80data"),
                   "--model_dir", str(exp), "--exp", str(tmp_path / "unused")], timeout=600)
