@@ -49,12 +49,12 @@ log_coverage() {
 
 # Stage 1 on published splits: `present_audio_manifests DATA META AUDIO_DIR "SPLIT_FILES" COMMAND...`
 # runs COMMAND (it writes DATA's manifests of the audio present and DATA/coverage.txt) unless
-# META's split files (names relative to META, space-separated) and AUDIO_DIR's listing are
-# those of its last run; then logs the coverage table.
+# META's split files (names relative to META, space-separated) and AUDIO_DIR's files (two
+# levels: flat or <id[:2]>/ prefix folders) are those of its last run; then logs the coverage table.
 present_audio_manifests() {
   local data=$1 meta=$2 audio=$3 splits=$4 signature; shift 4
   # shellcheck disable=SC2086  # the split file names are words
-  signature="$meta $(cd "$meta" && cat $splits 2>/dev/null | cksum || true) $(cd "$(dirname "$audio")" 2>/dev/null && pwd)/$(basename "$audio") $(ls "$audio" 2>/dev/null | cksum)"
+  signature="$meta $(cd "$meta" && cat $splits 2>/dev/null | cksum || true) $(cd "$(dirname "$audio")" 2>/dev/null && pwd)/$(basename "$audio") $( (cd "$audio" 2>/dev/null && find . -maxdepth 2 -type f || true) | sort | cksum)"
   if ! already_done "$data/.stage1.done" "$signature"; then
     "$@" || die "stage 1 kept no recording of a split (coverage above, $data/coverage.txt)"
     mark_done "$data/.stage1.done" "$signature"
