@@ -33,7 +33,12 @@ setup(
         # click, python-slugify, intervaltree: what the HEAR 2021 clients (heareval,
         # hearvalidator; installed by utils/install.sh with --no-deps, their pins being for
         # Python 3.8) import for tests/csi/test_hear_clients.py
-        "dev": ["pytest", "pytest-timeout", "essentia", "click", "python-slugify", "intervaltree"],
+        # playwright: drives the system Chromium in tests/csi/serve (no browser download)
+        # av: PyAV, ffmpeg's decoders for .mp4/.m4a/.webm downloads (csi.io.audio; optional
+        # for users, who get a clear message without it)
+        # audfprint2: Dan Ellis's landmark fingerprinter, the peer in the fingerprint bench
+        "dev": ["pytest", "pytest-timeout", "essentia", "click", "python-slugify", "intervaltree",
+                "playwright", "av", "audfprint2"],
         # offline demo corpus: scores from music21, MIDI rendered with pretty_midi's
         # bundled General MIDI soundfont through tinysoundfont. tinysoundfont itself is
         # installed by utils/install.sh with --no-deps: it declares pyaudio (live

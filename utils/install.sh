@@ -27,6 +27,13 @@ pip_install() {
   "$py" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
 }
 
+# Chromium for the service's page test (tests/csi/serve), from the distribution when we may
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[install] installing chromium (apt) for the service page test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || echo "[install] chromium not installed: tests/csi/serve's page test will skip" >&2
+fi
+
 # The stamp records what was installed; a matching stamp means nothing to do.
 stamp=$venv/.csi_install_stamp
 want=$(cat "$root/setup.py" "$root/utils/install.sh" <(echo "$root" "$torch_pin") | sha256sum | cut -c1-16)
