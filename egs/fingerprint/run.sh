@@ -21,10 +21,11 @@ optim=adam        # adam | lamb
 max_minutes=8     # training wall time (stops after the epoch)
 hop_s=0.25        # database: a fingerprint every hop_s seconds (the seed: 0.5; see the README)
 per_cell=40       # evaluation queries a (length, SNR)
+peers=audfprint   # other projects' fingerprinters on the same queries (audiofp.peers; "" for none)
 exp=$recipe/exp/fingerprint
 data=$recipe/data
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--audio_dir DIR] [--noise_dir DIR] [--ir_dir DIR] [--segments N] [--train_fraction F] [--epochs N] [--batch_size N] [--optim adam|lamb] [--max_minutes M] [--hop_s S] [--per_cell N] [--exp DIR] [--data DIR]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--audio_dir DIR] [--noise_dir DIR] [--ir_dir DIR] [--segments N] [--train_fraction F] [--epochs N] [--batch_size N] [--optim adam|lamb] [--max_minutes M] [--hop_s S] [--per_cell N] [--peers 'audfprint'] [--exp DIR] [--data DIR]"
 . "$CSI_ROOT/utils/parse_options.sh"
 csi_activate
 corpus=$recipe/downloads/synthcovers_w${works}
@@ -72,8 +73,10 @@ if stage_begin 4 "fingerprint database of the references"; then
   stage_end
 fi
 
-if stage_begin 5 "hit rates: learned fingerprints beside landmark hashing"; then
-  run_tool eval_fingerprint "$exp/db" "$data/ref_audio" --out_dir "$exp/eval" --per_cell "$per_cell"
+if stage_begin 5 "hit rates: learned fingerprints beside landmark hashing${peers:+ and $peers}"; then
+  peer_args=()
+  for peer in $peers; do peer_args+=(--peer "$peer"); done
+  run_tool eval_fingerprint "$exp/db" "$data/ref_audio" --out_dir "$exp/eval" --per_cell "$per_cell" "${peer_args[@]}"
   log "table: $exp/eval/table.md, plot: $exp/eval/hit_rate.png"
   stage_end
 fi
