@@ -40,6 +40,21 @@ def make_queries(references: list[tuple[str, np.ndarray]], sr: int, lengths_s: l
     return queries
 
 
+def resample_bench(references: list[tuple[str, np.ndarray]], queries: list[dict], from_sr: int, to_sr: int
+                   ) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
+    """The bench's references and queries (made at ``from_sr``) at a system's own rate
+    ``to_sr``: each system is given the audio at the bench's rate and resamples it, as it would
+    read a file (the learned fingerprinter and landmark hashing analyse 8 kHz, audfprint 11025 Hz)."""
+    if from_sr == to_sr:
+        return references, queries
+    import soxr
+
+    def at(y: np.ndarray) -> np.ndarray:
+        return soxr.resample(y, from_sr, to_sr, quality="HQ").astype(np.float32)
+
+    return [(rec, at(y)) for rec, y in references], [dict(q, audio=at(q["audio"])) for q in queries]
+
+
 def score(queries: list[dict], identify: Callable[[np.ndarray], list[dict]], tolerance_s: float = 0.5
           ) -> dict[str, Any]:
     """Hit rate per (length, SNR) of a system (right recording and offset), the share of

@@ -2,7 +2,7 @@
 
     python3 -m tools.eval_fingerprint DB_DIR REFERENCES --out_dir DIR [--lengths 1,2,3,5,10]
         [--snrs 0,5,10,20] [--per_cell 40] [--noise_dir D] [--ir_dir D] [--seed 1]
-        [--verify 10] [--no_landmark] [--peer audfprint] [--model_dir DIR]
+        [--verify 10] [--no_landmark] [--peer audfprint] [--sr 16000] [--model_dir DIR]
 
 REFERENCES are the database's recordings (the folder or manifest given to
 ``tools.generate_fingerprints``). For every query length and SNR, ``--per_cell`` snippets
@@ -12,7 +12,8 @@ in training), identified by the learned database (audiofp.search) and by landmar
 hashing (audiofp.landmark) built on the same references, and by each ``--peer`` (another
 project's fingerprinter, audiofp.peers: ``audfprint``, Dan Ellis's, from the package
 audfprint2) on the same reference and query audio. A hit is the right
-recording with the offset within ±0.5 s. Writes ``results.json``, ``table.md``,
+recording with the offset within ±0.5 s. References are read and queries made at ``--sr``;
+each system gets them resampled to the rate it analyses (as it would read a file). Writes ``results.json``, ``table.md``,
 ``hit_rate.png`` and a run record to DIR; prints the table and one JSON line of figures
 (hit rates, bytes per reference audio-second, milliseconds per query).
 """
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 from audiofp.peers import PEERS
-from csi.cli import add_device_arg, non_negative_int, run_tool_main, setup_logging
+from csi.cli import add_device_arg, non_negative_int, positive_int, run_tool_main, setup_logging
 
 
 def _floats(text: str) -> list[float]:
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_landmark", action="store_true", help="skip the landmark-hashing baseline")
     p.add_argument("--peer", action="append", default=[], choices=sorted(PEERS),
                    help="also another project's fingerprinter (repeatable; audfprint: pip install audfprint2)")
+    p.add_argument("--sr", type=positive_int, default=16000,
+                   help="Hz of the bench audio: references read and queries degraded at this rate, then "
+                        "resampled to each system's own (learned and landmark 8 kHz, audfprint 11025 Hz)")
     p.add_argument("--model_dir", type=Path, help="default: the fingerprinter recorded in the database")
     add_device_arg(p)
     return p
@@ -75,25 +79,27 @@ def run(args: argparse.Namespace) -> int:
     for name in args.peer:
         check_peer(name)                         # a missing package stops the run before any work
     loaded, index = open_with_model(args.db_dir, args.model_dir, str(resolve_device(args.device)))
-    sr = loaded.mel.sr
-    refs = [(rec, load(path, sr)[0]) for rec, path in list_recordings(args.references)]
-    refs = [(rec, audio) for rec, audio in refs if rec in index]
-    seconds = sum(len(a) for _, a in refs) / sr
+    sr, bench_sr = loaded.mel.sr, args.sr
+    bench_refs = [(rec, load(path, bench_sr)[0]) for rec, path in list_recordings(args.references) if rec in index]
+    seconds = sum(len(a) for _, a in bench_refs) / bench_sr
     rng = np.random.default_rng(args.seed + 7919)
-    noises = augment.read_audio_folder(args.noise_dir, sr, "noise") if args.noise_dir else \
-        [augment.coloured_noise(rng, 10 * sr, sr, kind) for kind in ("white", "pink", "brown") for _ in range(3)]
-    irs = augment.read_audio_folder(args.ir_dir, sr, "IR") if args.ir_dir else \
-        [augment.synthetic_room_ir(rng, sr) for _ in range(20)]
-    queries = evaluate.make_queries(refs, sr, args.lengths, args.snrs, args.per_cell, noises, irs, args.seed)
+    noises = augment.read_audio_folder(args.noise_dir, bench_sr, "noise") if args.noise_dir else \
+        [augment.coloured_noise(rng, 10 * bench_sr, bench_sr, kind) for kind in ("white", "pink", "brown") for _ in range(3)]
+    irs = augment.read_audio_folder(args.ir_dir, bench_sr, "IR") if args.ir_dir else \
+        [augment.synthetic_room_ir(rng, bench_sr) for _ in range(20)]
+    bench_queries = evaluate.make_queries(bench_refs, bench_sr, args.lengths, args.snrs, args.per_cell, noises, irs,
+                                          args.seed)
+    refs, queries = evaluate.resample_bench(bench_refs, bench_queries, bench_sr, sr)
     results = {"learned": evaluate.score(queries, lambda y: identify_snippet(index, loaded, y, verify=args.verify))}
     results["learned"]["bytes_per_audio_s"] = round((args.db_dir / "index.faiss").stat().st_size / seconds, 1)
     if not args.no_landmark:
         results["landmark"] = evaluate.build_and_score(LandmarkIndex(sr), refs, queries, seconds)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in dict.fromkeys(args.peer):
-        results[name] = evaluate_peer(build_peer(name, sr), refs, queries, seconds, args.out_dir)
+        results[name] = evaluate_peer(build_peer(name, bench_sr), bench_refs, bench_queries, seconds, args.out_dir)
     text = evaluate.table(results, args.lengths, args.snrs)
-    summary = {"references": len(refs), "reference_seconds": round(seconds, 1), "queries": len(queries), **results}
+    summary = {"references": len(refs), "reference_seconds": round(seconds, 1), "queries": len(queries),
+               "bench_sr": bench_sr, **results}
     atomic_write_text(args.out_dir / "results.json", json.dumps(summary, indent=1) + "\n")
     atomic_write_text(args.out_dir / "table.md", text + "\n")
     evaluate.plot(results, args.lengths, args.snrs, args.out_dir / "hit_rate.png")

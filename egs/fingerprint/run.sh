@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Neural audio fingerprinting (after Chang et al. 2021; audiofp/): which recording, and where,
-# a few noisy seconds come from. Offline by default: the demo corpus's train and val
-# recordings train the fingerprinter, its test recordings are the references, and stage 5
-# measures top-1 hit rates of noisy snippets beside landmark hashing (egs/fingerprint/README.md).
+# Neural audio fingerprinting (after Chang et al. 2021; audiofp/): which recording, and where, a few
+# noisy seconds come from. Offline by default: the demo's train and val recordings train it, its test
+# recordings are the references; stage 5 measures hit rates beside landmark hashing and audfprint.
 #   bash egs/fingerprint/run.sh [--audio_dir DIR] [--noise_dir N --ir_dir I]   # ~8 min on 2 cores
 recipe=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$recipe/../../utils/lib.sh"
@@ -74,9 +73,7 @@ if stage_begin 4 "fingerprint database of the references"; then
 fi
 
 if stage_begin 5 "hit rates: learned fingerprints beside landmark hashing${peers:+ and $peers}"; then
-  peer_args=()
-  for peer in $peers; do peer_args+=(--peer "$peer"); done
-  run_tool eval_fingerprint "$exp/db" "$data/ref_audio" --out_dir "$exp/eval" --per_cell "$per_cell" "${peer_args[@]}"
+  run_tool eval_fingerprint "$exp/db" "$data/ref_audio" --out_dir "$exp/eval" --per_cell "$per_cell" ${peers:+$(printf -- "--peer %s " $peers)}
   log "table: $exp/eval/table.md, plot: $exp/eval/hit_rate.png"
   stage_end
 fi

@@ -268,3 +268,18 @@ def test_path_verification_tells_apart_a_passage_that_votes_tie():
     assert answer[0]["recording"] == "rec0" and answer[0]["offset_s"] == pytest.approx(4.0)
     assert answer[0]["score"] == pytest.approx((2 + c_query @ c) / 3, abs=1e-4)
     assert answer[1]["recording"] == "rec1" and answer[1]["score"] == pytest.approx(c_query @ d1 / 3, abs=1e-4)
+
+
+def test_bench_audio_is_resampled_to_each_systems_rate():
+    from audiofp.evaluate import make_queries, resample_bench
+
+    refs = [("a", _recording(30, 4.0)), ("b", _recording(31, 3.0))]
+    rng = np.random.default_rng(0)
+    queries = make_queries(refs, SR, [1.0], [10.0], 3, [rng.normal(size=SR * 2)], [np.array([1.0])], seed=1)
+    assert resample_bench(refs, queries, SR, SR) == (refs, queries)           # same rate: the same objects
+    low_refs, low_queries = resample_bench(refs, queries, SR, SR // 2)
+    assert [(rec, len(y)) for rec, y in low_refs] == [("a", 2 * SR), ("b", 3 * SR // 2)]
+    assert all(len(q["audio"]) == SR // 2 and q["audio"].dtype == np.float32 for q in low_queries)
+    assert [{k: v for k, v in q.items() if k != "audio"} for q in low_queries] == \
+        [{k: v for k, v in q.items() if k != "audio"} for q in queries]       # truth and cell kept
+    assert len(queries[0]["audio"]) == SR                                      # the bench's own left alone
