@@ -120,6 +120,7 @@ class TrainConfig:
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None        # stop (after the epoch) once this much wall time passed
     grad_clip: float = 1.0
+    grad_accumulation: int = 1                 # micro-batches a step, drawn as that many DDP ranks would be
     amp: bool = True                           # mixed precision when on GPU
     keep_last: int = 5                         # full checkpoints kept (plus the best)
     save_every_steps: Optional[int] = None     # also save mid-epoch (resumable)
@@ -149,6 +150,8 @@ class TrainConfig:
             raise ConfigError(f"chunk_frame: expected positive frame counts, got {self.chunk_frame!r}")
         if self.data_type != "cqt" or self.mode != "random":
             raise ConfigError(f"only data_type: cqt and mode: random are supported, got {self.data_type}/{self.mode}")
+        if int(self.grad_accumulation) < 1:
+            raise ConfigError(f"grad_accumulation must be a positive number of micro-batches, got {self.grad_accumulation}")
         check_device_name(self.device)
 
 

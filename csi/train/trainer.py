@@ -159,6 +159,9 @@ class Trainer:
         if ctx.is_main:
             write_card(self.exp_dir, self.card)
         alignment = self._start_fine(cfg) if cfg.fine else None
+        if ctx.distributed and cfg.grad_accumulation > 1:
+            raise ConfigError("hparams.yaml: grad_accumulation > 1 under torchrun is not implemented: use the "
+                              "processes (their global batch is world_size × batch_size), or accumulate in one")
         self.loaders = []
         for i, chunk in enumerate(cfg.chunk_frame):
             common = dict(mean_size=cfg.mean_size, train=True, seed=cfg.seed + i,
@@ -169,17 +172,8 @@ class Trainer:
                 dataset = AlignedChunkDataset(records, int(chunk) * cfg.mean_size, alignment,
                                               self.card.frontend.frames_per_s, cfg.fine.min_confidence, **common)
                 sampler_class = AnchoredSampler
-            try:
-                sampler = sampler_class(labels, cfg.m_per_class, cfg.batch_size, rank=ctx.rank,
-                                        world_size=ctx.world_size, seed=cfg.seed + i, with_epoch=True)
-            except ValueError as e:
-                raise ConfigError(f"hparams.yaml: m_per_class/batch_size: {e}") from None
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                collate_fn=collate, drop_last=True, pin_memory=ctx.device.type == "cuda",
-                persistent_workers=cfg.num_workers > 0,  # the sampler passes the epoch to the items
-                generator=torch.Generator())  # keeps the global RNG for dropout
-            self.loaders.append(loader)
+            self.loaders.append([self._loader(dataset, sampler_class, labels, cfg.seed + i, micro)
+                                 for micro in range(cfg.grad_accumulation)])
         self.writer = writer
         # progress, saved in every checkpoint
         self.step = 0
@@ -221,6 +215,23 @@ class Trainer:
         return table
 
     # ---- state -------------------------------------------------------------------------
+    def _loader(self, dataset, sampler_class, labels, seed: int, micro: int) -> torch.utils.data.DataLoader:
+        """The loader of micro-batch ``micro`` of every step: with ``grad_accumulation`` A, the
+        process of rank r draws the batches that rank ``r·A + micro`` of an A·world_size-rank
+        run would (its own classes), so that one process accumulating A micro-batches trains
+        the model A DDP processes train (same global batch)."""
+        cfg, ctx = self.cfg, self.ctx
+        try:
+            sampler = sampler_class(labels, cfg.m_per_class, cfg.batch_size, rank=ctx.rank * cfg.grad_accumulation + micro,
+                                    world_size=ctx.world_size * cfg.grad_accumulation, seed=seed, with_epoch=True)
+        except ValueError as e:
+            raise ConfigError(f"hparams.yaml: m_per_class/batch_size/grad_accumulation: {e}") from None
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+            collate_fn=collate, drop_last=True, pin_memory=ctx.device.type == "cuda",
+            persistent_workers=cfg.num_workers > 0,  # the sampler passes the epoch to the items
+            generator=torch.Generator())  # keeps the global RNG for dropout
+
     def state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
@@ -293,19 +304,20 @@ class Trainer:
 
     def _train_epoch(self, run_start: float) -> dict | None:
         cfg = self.cfg
-        for loader in self.loaders:
+        for loader in (loader for group in self.loaders for loader in group):
             loader.sampler.set_epoch(self.epoch)
             loader.sampler.set_start_batch(self.batch_in_epoch)
             loader.generator.manual_seed(self.cfg.seed + self.epoch)
         self.loss_module.train()
         t0, samples, replaced, losses_sum, n_steps = time.time(), 0, 0, {}, 0
         last_resume_save = self.step
-        for k, batches in enumerate(zip(*self.loaders), start=self.batch_in_epoch):
+        steps = zip(*(zip(*group) for group in self.loaders))     # per chunk length: the step's micro-batches
+        for k, batches in enumerate(steps, start=self.batch_in_epoch):
             # the chunk lengths take turns in an order drawn per batch group, as in the reference
             for idx in np.random.default_rng([cfg.seed, self.epoch, k]).permutation(len(batches)):
                 losses = self._step(batches[idx])
-                samples += len(batches[idx][2])
-                replaced += int(batches[idx][3])
+                samples += sum(len(micro[2]) for micro in batches[idx])
+                replaced += sum(int(micro[3]) for micro in batches[idx])
                 if losses:
                     n_steps += 1
                     for name, value in losses.items():
@@ -333,29 +345,41 @@ class Trainer:
         self._scalars({"epoch/samples_per_s": summary["samples_per_s"], "epoch/replaced_samples": replaced},
                       step=self.epoch)
         if cfg.fine and cfg.num_workers == 0:   # (counted where the items are made)
-            aligned = sum(loader.dataset.aligned for loader in self.loaders)
-            fallback = sum(loader.dataset.fallback for loader in self.loaders)
+            datasets = {id(loader.dataset): loader.dataset for group in self.loaders for loader in group}.values()
+            aligned = sum(dataset.aligned for dataset in datasets)
+            fallback = sum(dataset.fallback for dataset in datasets)
             summary.update(aligned_items=aligned, fallback_items=fallback)
             log.info("fine: %d positives cut at aligned positions, %d at random ones (no confident alignment) "
                      "so far", aligned, fallback)
         return summary
 
-    def _step(self, batch) -> dict[str, float] | None:
+    def _step(self, micro_batches) -> dict[str, float] | None:
+        """One optimiser step over the step's micro-batches (one unless ``grad_accumulation``):
+        the gradient of their mean loss, as DDP averages its ranks' gradients. Each micro-batch
+        draws the dropout masks a DDP rank would (every rank seeds torch alike, so the global
+        RNG state is restored before each); the losses returned are the global batch's mean
+        (under DDP, averaged over the ranks)."""
         cfg, ctx = self.cfg, self.ctx
-        _, feats, labels, _ = batch
         lr = learning_rate(self.step, cfg.learning_rate, cfg.lr_decay, cfg.min_lr, cfg.lr_decay_every_steps,
                            cfg.warmup_steps if cfg.warmup else 0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        feats = feats.to(ctx.device, non_blocking=True)
-        labels = labels.to(ctx.device, non_blocking=True)
-        if self.spec_augment is not None:
-            gen = torch.Generator(device=feats.device).manual_seed(cfg.seed * 1_000_003 + self.step)
-            feats = self.spec_augment(feats, gen)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
-        with autocast:
-            total, losses = self.loss_module(feats, labels)
-        if any_true(ctx, not bool(torch.isfinite(total.detach()).all())):
+        n_micro = len(micro_batches)
+        rng = torch.get_rng_state() if n_micro > 1 else None
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, torch.Tensor] = {}
+        finite = True
+        for m, (_, feats, labels, _) in enumerate(micro_batches):
+            if rng is not None:
+                torch.set_rng_state(rng)
+            total, losses = self._forward(feats, labels)
+            if not bool(torch.isfinite(total.detach()).all()):
+                finite = False
+                break
+            self.scaler.scale(total / n_micro).backward()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.detach() / n_micro
+        if any_true(ctx, not finite):
             self.nan_skipped += 1
             self._nan_run += 1
             log.warning("step %d: non-finite loss, step skipped (%d in a row)", self.step, self._nan_run)
@@ -367,14 +391,33 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self._nan_run = 0
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
-        return {name: float(value.detach()) for name, value in losses.items()}
+        return self._global_losses(sums)
+
+    def _forward(self, feats: torch.Tensor, labels: torch.Tensor):
+        """Loss of one micro-batch (SpecAugment drawn from the step, the same on every rank)."""
+        cfg, ctx = self.cfg, self.ctx
+        feats = feats.to(ctx.device, non_blocking=True)
+        labels = labels.to(ctx.device, non_blocking=True)
+        if self.spec_augment is not None:
+            gen = torch.Generator(device=feats.device).manual_seed(cfg.seed * 1_000_003 + self.step)
+            feats = self.spec_augment(feats, gen)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
+        with autocast:
+            return self.loss_module(feats, labels)
+
+    def _global_losses(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The step's losses over the global batch: under DDP the mean of the ranks'."""
+        names = list(sums)
+        values = torch.stack([torch.as_tensor(sums[n], dtype=torch.float32, device=self.ctx.device) for n in names])
+        if self.ctx.distributed:
+            torch.distributed.all_reduce(values)
+            values /= self.ctx.world_size
+        return {n: float(v) for n, v in zip(names, values.tolist())}
 
     # ---- validation --------------------------------------------------------------------
     def validate(self, epoch: int) -> dict[str, float]:

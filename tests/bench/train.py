@@ -141,11 +141,12 @@ def train_rates(root: Path, steps: int, workers: int) -> tuple[float, float]:
     warm = len(CHUNK_FRAME)
     train_rate = BATCH * (len(stamps) - warm) / (stamps[-1] - stamps[warm - 1])
 
-    for loader in trainer.loaders:
+    loaders = [group[0] for group in trainer.loaders]        # one micro-batch a step (no grad_accumulation)
+    for loader in loaders:
         loader.sampler.set_epoch(1)
         loader.sampler.set_start_batch(0)
     t0, n = time.perf_counter(), 0
-    for batches in zip(*trainer.loaders):
+    for batches in zip(*loaders):
         for _, feats, _, _ in batches:
             feats = trainer.spec_augment(feats, torch.Generator().manual_seed(n))
             n += len(feats)

@@ -61,7 +61,7 @@ def test_same_config_and_data_is_skipped(root):
     r = _train(root)
     assert r.returncode == 0, r.stderr
     assert _calls(root) == ["train exp/m"] and "already done for these inputs" in r.stderr
-    assert _aside(root) == [] and not (root / "exp/m.hparams.yaml.new").exists()
+    assert _aside(root) == [] and not (root / "exp/m.hparams.yaml.node0.new").exists()
 
 
 @pytest.mark.parametrize("changed", ["data/train/full.txt", "data/val/full.txt",

@@ -63,7 +63,8 @@ features_stage() {
 # resumed on other data, never deleted), and training starts anew in EXP_DIR.
 train_stage() {
   local exp=$1 conf=$2; shift 2
-  local new="$exp.hparams.yaml.new" signature   # beside EXP_DIR: it must not move with an old experiment
+  # beside EXP_DIR (it must not move with an old experiment), one per node: the nodes share EXP_DIR
+  local new="$exp.hparams.yaml.node$node_rank.new" signature
   mkdir -p "$(dirname "$exp")"
   run_tool make_config "$conf" "$new" "$@"
   signature=$(_train_signature "$new") || { rm -f "$new"; die "cannot read the data paths of the config made from $conf"; }

@@ -193,7 +193,7 @@ def test_fine_training_refuses_an_alignment_of_another_manifest_or_model(tmp_pat
                                       "--device", "cpu", "--no_progress"]) == 0
     fine = dict(hp, fine={"init_dir": str(coarse), "alignment_path": str(align), "init_checkpoint": "g_00000000"})
     trainer = Trainer(tmp_path / "fine", CPU, parse_hparams(fine))      # the right file: accepted
-    assert len(trainer.loaders[0].dataset.alignment) > 0
+    assert len(trainer.loaders[0][0].dataset.alignment) > 0
     other = tmp_path / "other.txt"
     other.write_text(open(hp["train_path"]).read().replace("work7", "work9"))
     with pytest.raises(ConfigError, match="fine.alignment_path: .*manifest content differs"):
