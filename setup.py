@@ -8,7 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["csi", "csi.*", "tools", "tools.*", "synthcovers", "synthcovers.*", "audiofp", "audiofp.*"]),
+    packages=find_packages(include=["csi", "csi.*", "tools", "tools.*", "synthcovers", "synthcovers.*", "audiofp", "audiofp.*", "jobs", "jobs.*"]),
     # torch is pinned by utils/install.sh (torch==2.13.0, a CPU wheel here); a loose
     # range is enough for pip to keep an installed torch instead of pulling a CUDA build.
     install_requires=[

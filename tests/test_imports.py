@@ -15,7 +15,7 @@ FLOORS = [
     "csi.features", "csi.losses", "csi.chunking", "csi.models", "csi.scoring", "csi.baselines",
     "csi.data", "csi.modeldir", "csi.embed", "csi.align", "csi.index", "csi.eval", "csi.train",
     "csi.cli", "csi.hear", "csi",
-    "synthcovers", "audiofp", "tools",
+    "synthcovers", "audiofp", "jobs", "tools",
 ]
 
 
@@ -101,7 +101,7 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_no_package_imports_one_above_it():
-    graph = import_graph(csi_modules(("csi", "synthcovers", "audiofp", "tools")))
+    graph = import_graph(csi_modules(("csi", "synthcovers", "audiofp", "jobs", "tools")))
     assert graph["csi.embed.embedder"] and graph["tools.train"]
     assert upward_imports(graph) == []
     assert upward_imports({"csi.io.audio": {"csi.train.trainer"}, "csi.train.trainer": {"csi.io.audio"}}) == [
@@ -110,7 +110,7 @@ def test_no_package_imports_one_above_it():
 
 
 def test_no_import_circles():
-    graph = import_graph(csi_modules(("csi", "synthcovers", "audiofp", "tools")))
+    graph = import_graph(csi_modules(("csi", "synthcovers", "audiofp", "jobs", "tools")))
     assert graph["csi.features.extract"] and graph["csi.align.aligner"]  # the checker sees relative imports
     assert cycles(graph) == []
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
@@ -122,7 +122,7 @@ _IMPORT_EACH = r"""
 import importlib, sys, traceback
 failed = []
 for name in sys.argv[1:]:
-    for loaded in [m for m in sys.modules if m.split(".")[0] in ("csi", "synthcovers", "audiofp", "tools")]:
+    for loaded in [m for m in sys.modules if m.split(".")[0] in ("csi", "synthcovers", "audiofp", "jobs", "tools")]:
         del sys.modules[loaded]
     try:
         importlib.import_module(name)
@@ -134,7 +134,7 @@ sys.exit(1 if failed else 0)
 
 
 def test_every_module_imports_on_its_own():
-    names = list(csi_modules(("csi", "synthcovers", "audiofp", "tools")))
+    names = list(csi_modules(("csi", "synthcovers", "audiofp", "jobs", "tools")))
     r = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *names], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -3,6 +3,8 @@
     python3 -m tools.extract_csi_features DATA_DIR [--nj 4] [--overwrite] [--no_progress]
         [--set KEY=VALUE ...] [--device D]
     torchrun --nproc_per_node 4 -m tools.extract_csi_features DATA_DIR     # shards by rank
+    python3 -m tools.extract_csi_features DATA_DIR --shard K/N   # job K of N (python3 -m jobs)
+    python3 -m tools.extract_csi_features DATA_DIR --merge N     # then join the N parts
 
 Reads DATA_DIR/dataset.txt and DATA_DIR/hparams.yaml (optional; defaults: no
 augmentation, CoverHunter CQT); ``--set a.b=VALUE`` (VALUE read as YAML) and ``--device``
@@ -12,7 +14,9 @@ cpu). Writes DATA_DIR/full.txt, cqt_feat/, song_id.map, song_id_num.map,
 song_name_num.map, bad.txt and extract_csi_features.yaml (the config actually used and
 the environment). Finished features are reused; a store made with other settings is
 refused unless --overwrite. Exit status 0; 1 if the input is invalid or every recording
-failed; 2 on a usage error.
+failed; 2 on a usage error. A shard job writes only its part (DATA_DIR/shards/, its summary
+file last); ``--merge N`` writes the outputs above from N complete parts made from the
+present dataset.txt and config, and otherwise names the shards to run again and exits 1.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("data_dir")
     parser.add_argument("--nj", type=int, default=1, help="worker processes (per rank)")
     parser.add_argument("--overwrite", action="store_true", help="recompute a store made with other settings")
+    parser.add_argument("--shard", metavar="K/N", type=_shard, help="only job K (1..N) of N: every N-th recording")
+    parser.add_argument("--merge", metavar="N", type=int, help="join the parts of N shard jobs")
     add_progress_arg(parser)
     add_set_arg(parser, "DATA_DIR/hparams.yaml")
     add_device_arg(parser, default=None, help="auto, cpu, cuda or cuda:N (default: the config's device key, "
@@ -36,11 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (job K of N), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"job K of N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.nj < 1:
         parser.error(f"--nj must be >= 1, got {args.nj}")
+    if args.shard and args.merge is not None:
+        parser.error("--shard and --merge are two steps: give one")
+    if args.merge is not None and args.merge < 1:
+        parser.error(f"--merge must be >= 1, got {args.merge}")
     from csi.features.store import FeatureStoreError
     return run_tool_main("extract_csi_features", lambda: run(args), (FeatureStoreError,))
 
@@ -61,7 +81,7 @@ def _config_overrides(overrides: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from csi.features.stage import extract_features
+    from csi.features.stage import extract_features, merge_shards
 
     if not os.path.isdir(args.data_dir):
         raise ToolError(f"{args.data_dir}: no such data directory")
@@ -71,8 +91,18 @@ def run(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     with _config_overrides(overrides):
-        summary = extract_features(args.data_dir, nj=args.nj, overwrite=args.overwrite,
-                                   progress=not args.no_progress, log=say)
+        if args.merge is not None:
+            summary = merge_shards(args.data_dir, args.merge, nj=args.nj)
+        else:
+            try:
+                summary = extract_features(args.data_dir, nj=args.nj, overwrite=args.overwrite,
+                                           progress=not args.no_progress, log=say, shard=args.shard)
+            except ValueError as e:
+                raise ToolError(str(e)) from None
+    if args.shard:
+        say(f"extract_csi_features: shard {args.shard[0]}/{args.shard[1]}: {summary.line()} -> "
+            f"{os.path.join(args.data_dir, 'shards')}")
+        return 0                # an all-bad shard is not a failure of the whole set: the merge says
     if int(os.environ.get("RANK", 0)) == 0:
         say(f"extract_csi_features: {summary.line()} -> {os.path.join(args.data_dir, 'full.txt')}")
     if summary.recordings and summary.bad == summary.recordings:

@@ -33,6 +33,13 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
     || echo "[install] chromium not installed: tests/csi/serve's page test will skip" >&2
 fi
+# Slurm and munge for the job-dispatch test against a real one-node cluster (tests/jobs/test_slurm.py)
+if ! command -v slurmctld >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[install] installing slurmctld, slurmd, munge (apt) for the Slurm dispatch test"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      slurmctld slurmd slurm-client munge >/dev/null; } \
+    || echo "[install] Slurm not installed: tests/jobs/test_slurm.py will skip" >&2
+fi
 
 # The stamp records what was installed; a matching stamp means nothing to do.
 stamp=$venv/.csi_install_stamp

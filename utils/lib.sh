@@ -116,6 +116,20 @@ run_tool() {
   PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m "tools.$name" "$@"
 }
 
+# Run a command as N jobs through the job dispatcher (python3 -m jobs, Kaldi's $cmd): `run_jobs
+# N LOGDIR/NAME.JOB.log [--signature S] COMMAND...` (JOB in the command is the job number,
+# 1..N) on the engine $cmd names: local (default) or "slurm [SBATCH OPTION...]". Jobs that
+# succeeded before with the same command and signature are not run again; a failed job is
+# named with its log, and the call fails.
+cmd=${cmd:-local}
+run_jobs() {
+  local n=$1 job_log=$2 signature=""; shift 2
+  if [ "${1:-}" = --signature ]; then signature=$2; shift 2; fi
+  log_command python3 -m jobs --cmd "$cmd" "JOB=1:$n" "$job_log" "$@"
+  PYTHONPATH="$CSI_ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m jobs --cmd "$cmd" --signature "$signature" \
+    "JOB=1:$n" "$job_log" "$@"
+}
+
 # Log a command line, shell-quoted (it can be pasted back; PYTHONPATH is the repository):
 # `log_command python3 -m tools.train exp/x`. A line longer than 900 characters is continued
 # on the next log line (` \`), so that no log line grows past 1,000 characters.

@@ -6,24 +6,27 @@
 ``bad.txt`` (``<utt>\t<wav>\t<reason>``) and ``extract_csi_features.yaml`` (resolved
 config and environment).
 
-Under torchrun (``WORLD_SIZE`` > 1) each rank takes every WORLD_SIZE-th recording, writes
-its part to ``DATA_DIR/shards/``, and rank 0 merges after a barrier (gloo), so a cluster
-with a shared file system can split SHS100K.
+Split into N jobs (``shard=(k, N)``, e.g. Slurm array tasks through ``python3 -m jobs``) or
+torchrun ranks, each takes every N-th recording and writes its part to ``DATA_DIR/shards/``;
+the parts are merged once all are complete (after a barrier under torchrun, by
+:func:`merge_shards` otherwise), so a cluster with a shared file system can split SHS100K.
+The outputs equal those of one process.
 """
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from csi.config import from_dict, load_yaml, to_dict
 from csi.env import write_run_info
 from csi.features.config import FeatureConfig
 from csi.features.extract import fingerprint, read_dataset, run
-from csi.features.store import FeatureStore
+from csi.features.store import FeatureStore, FeatureStoreError
 from csi.io.manifest import Record, atomic_write_text, read_manifest, write_manifest
 
 
@@ -79,26 +82,69 @@ def write_maps(data_dir: Path, records: list[Record]) -> None:
 
 
 def extract_features(data_dir: str | os.PathLike, nj: int = 1, overwrite: bool = False,
-                     progress: bool = True, log=print) -> Summary:
-    data_dir = Path(data_dir)
-    t0 = time.time()
-    cfg = load_config(data_dir)
-    records = read_dataset(data_dir / "dataset.txt")
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    dist = _init_distributed() if world > 1 else None
+                     progress: bool = True, log=print, shard: tuple[int, int] | None = None) -> Summary:
+    """The feature stage over DATA_DIR with ``nj`` worker processes.
 
-    store_root = data_dir / "cqt_feat"
-    if rank == 0:
-        FeatureStore(store_root, fingerprint(cfg), cfg.feat_dtype).open(overwrite=overwrite)
+    ``shard=(k, n)``: job k (1-based) of n independent jobs (a job dispatcher's, e.g. Slurm
+    array tasks) takes every n-th recording from the k-th and writes its part to
+    ``DATA_DIR/shards/``; :func:`merge_shards` joins the n parts. Under torchrun the ranks
+    are those shards, and rank 0 merges after a barrier.
+    """
+    data_dir = Path(data_dir)
+    cfg = load_config(data_dir)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if shard is not None and world > 1:
+        raise ValueError("shard: give either a shard or torchrun ranks, not both")
+    if shard is not None and overwrite:
+        raise ValueError("--overwrite empties the store, which the other shards write: run it unsharded")
+    dist = _init_distributed() if world > 1 else None
+    store = FeatureStore(data_dir / "cqt_feat", fingerprint(cfg), cfg.feat_dtype)
+    if shard is not None:
+        store.open(clean_temporaries=False)   # other jobs may be writing
+    elif rank == 0:
+        store.open(overwrite=overwrite)
     if dist:
         dist.barrier()
+    if shard is None and not dist:
+        return _merge(data_dir, cfg, [_extract_part(data_dir, cfg, None, nj, progress, log)], nj)
+    k, n = shard if shard is not None else (rank + 1, world)
+    part = _extract_part(data_dir, cfg, (k, n), nj, progress and k == 1, log)
+    if not dist:
+        return part.summary
+    dist.barrier()
+    return merge_shards(data_dir, world, nj) if rank == 0 else part.summary
 
-    mine = records[rank::world]
+
+@dataclass
+class _Part:
+    records: list[Record]
+    bad: list[tuple[str, str, str]]
+    summary: Summary
+
+
+def _part_paths(data_dir: Path, k: int, n: int) -> tuple[Path, Path]:
+    """A shard's records and its summary (written last: the shard's completion marker)."""
+    return data_dir / "shards" / f"full.{k}-of-{n}.txt", data_dir / "shards" / f"part.{k}-of-{n}.json"
+
+
+def _inputs_signature(data_dir: Path, cfg: FeatureConfig) -> str:
+    """What a shard was made from: the manifest's bytes and the resolved config (device aside)."""
+    settings = {key: value for key, value in to_dict(cfg).items() if key != "device"}
+    digest = hashlib.sha1((data_dir / "dataset.txt").read_bytes())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _extract_part(data_dir: Path, cfg: FeatureConfig, shard: tuple[int, int] | None, nj: int,
+                  progress: bool, log) -> _Part:
+    t0 = time.time()
+    records = read_dataset(data_dir / "dataset.txt")
+    mine = records if shard is None else records[shard[0] - 1::shard[1]]
     produced: list[Record] = []
     bad: list[tuple[str, str, str]] = []
     wav_of = {r["utt"]: r["wav"] for r in records}
     computed, audio_s = 0, 0.0
-    for outcome in run(mine, cfg, store_root, nj=nj, progress=progress and rank == 0):
+    for outcome in run(mine, cfg, data_dir / "cqt_feat", nj=nj, progress=progress):
         if outcome.bad_reason:
             bad.append((outcome.source_utt, wav_of[outcome.source_utt], outcome.bad_reason))
             log(f"extract_csi_features: left out {outcome.source_utt} ({wav_of[outcome.source_utt]}): {outcome.bad_reason}")
@@ -106,30 +152,54 @@ def extract_features(data_dir: str | os.PathLike, nj: int = 1, overwrite: bool =
         produced.extend(dict(r, source_utt=outcome.source_utt) for r in outcome.records)
         computed += outcome.computed
         audio_s += outcome.audio_s
+    summary = Summary(len(mine), len(produced), len(bad), computed, audio_s, time.time() - t0)
+    if shard is not None:
+        manifest, marker = _part_paths(data_dir, *shard)
+        marker.unlink(missing_ok=True)
+        write_manifest(manifest, produced)
+        atomic_write_text(marker, json.dumps({"inputs": _inputs_signature(data_dir, cfg), "bad": bad,
+                                              "summary": asdict(summary)}) + "\n")
+    return _Part(produced, bad, summary)
 
-    if dist:
-        shard_dir = data_dir / "shards"
-        write_manifest(shard_dir / f"full.{rank}.txt", produced)
-        atomic_write_text(shard_dir / f"bad.{rank}.txt", json.dumps({"bad": bad, "computed": computed, "audio_s": audio_s}))
-        dist.barrier()
-        if rank != 0:
-            return Summary(len(mine), len(produced), len(bad), computed, audio_s, time.time() - t0)
-        produced, bad, computed, audio_s = [], [], 0, 0.0
-        for r in range(world):
-            produced.extend(read_manifest(shard_dir / f"full.{r}.txt"))
-            part = json.loads((shard_dir / f"bad.{r}.txt").read_text())
-            bad.extend(tuple(b) for b in part["bad"])
-            computed += part["computed"]
-            audio_s += part["audio_s"]
 
-    summary = Summary(len(records), len(produced), len(bad), computed, audio_s, time.time() - t0)
+def merge_shards(data_dir: str | os.PathLike, n: int, nj: int = 1) -> Summary:
+    """Join the parts of the n shard jobs into DATA_DIR's outputs. Every part must be complete
+    and made from the present manifest and config: a missing, unfinished or stale one is
+    named (run that shard again) and nothing is merged."""
+    data_dir = Path(data_dir)
+    cfg = load_config(data_dir)
+    expected = _inputs_signature(data_dir, cfg)
+    parts, problems = [], []
+    for k in range(1, n + 1):
+        manifest, marker = _part_paths(data_dir, k, n)
+        if not marker.exists():
+            problems.append(f"shard {k}/{n}: not finished ({marker} missing)")
+            continue
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        if info.get("inputs") != expected:
+            problems.append(f"shard {k}/{n}: made from another dataset.txt or config ({marker})")
+            continue
+        parts.append(_Part(read_manifest(manifest), [tuple(b) for b in info["bad"]], Summary(**info["summary"])))
+    if problems:
+        raise FeatureStoreError("cannot merge the feature shards of " + str(data_dir) + ": " + "; ".join(problems))
+    for tmp in (data_dir / "cqt_feat").glob("??/.*.tmp"):   # left by killed jobs (none runs now)
+        tmp.unlink(missing_ok=True)
+    return _merge(data_dir, cfg, parts, nj, jobs=n)
+
+
+def _merge(data_dir: Path, cfg: FeatureConfig, parts: list[_Part], nj: int, jobs: int = 1) -> Summary:
+    produced = [r for part in parts for r in part.records]
+    bad = [b for part in parts for b in part.bad]
+    s = [part.summary for part in parts]
+    summary = Summary(sum(x.recordings for x in s), len(produced), len(bad), sum(x.computed for x in s),
+                      sum(x.audio_s for x in s), max(x.seconds for x in s))
     atomic_write_text(data_dir / "bad.txt", "".join(f"{u}\t{w}\t{why}\n" for u, w, why in sorted(bad)))
     if produced:
         full = assign_ids(produced)
         write_maps(data_dir, full)
         write_manifest(data_dir / "full.txt", full)
     write_run_info(data_dir / "extract_csi_features.yaml", to_dict(cfg),
-                   summary=summary.line(), world_size=world, nj=nj)
+                   summary=summary.line(), world_size=jobs, nj=nj)
     return summary
 
 

@@ -43,12 +43,13 @@ class FeatureStore:
         self.fingerprint = fingerprint
         self.dtype = np.dtype(dtype)
 
-    def open(self, overwrite: bool = False) -> "FeatureStore":
+    def open(self, overwrite: bool = False, clean_temporaries: bool = True) -> "FeatureStore":
         """Create the store, or check that an existing one was made with the same settings.
 
         With ``overwrite``, a store made with other settings is emptied first. Temporary
         files left by an interrupted run (killed while writing a feature) are removed: call
-        this before any writer starts, as the feature stage does.
+        this before any writer starts, as the feature stage does; a shard job, which other
+        jobs may be writing beside, passes ``clean_temporaries=False``.
         """
         marker = self.root / "fingerprint.json"
         old = json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else None
@@ -64,7 +65,7 @@ class FeatureStore:
                 if sub.is_dir() and len(sub.name) == 2:
                     shutil.rmtree(sub)
         self.root.mkdir(parents=True, exist_ok=True)
-        for tmp in self.root.glob("??/.*.tmp"):
+        for tmp in self.root.glob("??/.*.tmp") if clean_temporaries else ():
             tmp.unlink(missing_ok=True)
         if old != self.fingerprint:
             atomic_write_text(marker, json.dumps(self.fingerprint, indent=1, sort_keys=True) + "\n")

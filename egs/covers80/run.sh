@@ -19,8 +19,9 @@ exp=$recipe/exp/coverhunter
 model_dir=""      # a trained model (e.g. egs/shs100k/exp/coverhunter): stages 3-5 skipped, stage 6 evaluates it
 protocol=all_vs_all  # stage 6, one or both: all_vs_all (the CoverHunter paper's: 164 recordings, each queries the other 163), list1_vs_list2 (80 queries, 80 references)
 nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
+cmd=local         # job engine of stage 2: local | "slurm [SBATCH OPTION...]"
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--covers80_url URL] [--download_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--protocol 'all_vs_all list1_vs_list2'] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--covers80_dir DIR] [--covers80_url URL] [--download_dir DIR] [--nj N] [--data DIR] [--test_features YAML] [--train_config YAML] [--exp DIR] [--model_dir DIR] [--protocol 'all_vs_all list1_vs_list2'] [--cmd local|'slurm OPTS'] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
 Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
@@ -69,5 +70,5 @@ fi
   --train_config "$train_config" --train_features "$test_features" --test_features "$test_features" \
   --train_set . --valid_set "" --test_sets "" --dev_sets "covers80=$data/full.txt" \
   --extra_eval "${evals# }" --model_dir "$model_dir" \
-  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" --cmd "$cmd"
 log "done"

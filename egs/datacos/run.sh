@@ -33,8 +33,9 @@ exp=$recipe/exp/datacos_siamese
 baselines=chance   # eval_testset --baselines (the CQT baselines do not read PCP features)
 dev_fraction=0.05  # cover-analysis works held out as the development set (model selection, g_best)
 nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
+cmd=local         # job engine of stage 2: local | "slurm [SBATCH OPTION...]"
 
-help_message="Usage: $0 --datacos_dir DIR [--stage N] [--stop_stage N] [--feature crema|hpcp|chroma_cens] [--audio_dir DIR] [--audio_model DIR] [--data DIR] [--train_config YAML] [--exp DIR] [--baselines NAMES] [--dev_fraction F] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+help_message="Usage: $0 --datacos_dir DIR [--stage N] [--stop_stage N] [--feature crema|hpcp|chroma_cens] [--audio_dir DIR] [--audio_model DIR] [--data DIR] [--train_config YAML] [--exp DIR] [--baselines NAMES] [--dev_fraction F] [--cmd local|'slurm OPTS'] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
 Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (feature import, training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
@@ -71,5 +72,5 @@ CSI_GIVEN_OPTIONS="${parsed_options[*]:-}" "$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" 
   --dev_sets "dev=$data/coveranalysis/dev.txt" --test_sets "benchmark=feat_query.txt:feat_ref.txt" --leakage warn \
   --fine_not_built "not for PCP features" --baselines "$baselines" \
   ${audio_model:+--extra_model "$audio_model" --extra_model_eval "datacos_audio=$data/benchmark/audio_query.txt:$data/benchmark/audio_ref.txt"} \
-  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" --cmd "$cmd"
 log "done"

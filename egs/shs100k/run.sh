@@ -24,8 +24,9 @@ train_config=$CSI_ROOT/conf/train/coverhunter.yaml
 exp=$recipe/exp/coverhunter
 covers80_data=""    # egs/covers80 stage-1 data directory: stage 6 also evaluates covers80
 nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
+cmd=local         # job engine of stage 2: local | "slurm [SBATCH OPTION...]"
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--shs_dir DIR] [--shs_url URL] [--download_dir DIR] [--audio_dir DIR] [--download_audio true|false] [--jobs N] [--rate_limit_s S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--covers80_data DIR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--shs_dir DIR] [--shs_url URL] [--download_dir DIR] [--audio_dir DIR] [--download_audio true|false] [--jobs N] [--rate_limit_s S] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--covers80_data DIR] [--cmd local|'slurm OPTS'] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
 Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
@@ -57,5 +58,5 @@ fi
 "$CSI_ROOT/egs/TEMPLATE/csi1/csi.sh" --stage "$stage" --stop_stage "$stop_stage" --nj "$nj" --data "$data" --exp "$exp" \
   --train_config "$train_config" --train_features "$train_features" --test_features "$test_features" \
   ${covers80_data:+--extra_eval "covers80_all_vs_all=$covers80_data/dataset.txt:$covers80_data/dataset.txt"} \
-  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" --cmd "$cmd"
 log "done"

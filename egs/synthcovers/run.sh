@@ -30,8 +30,9 @@ align_hop_s=1.25
 fine_steps=600    # stage 5: optimizer steps from the coarse model (~5 min on 2 cores), and its learning rate
 fine_lr=0.0005
 nproc_per_node=1 nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500  # training processes (torchrun)
+cmd=local         # job engine of stage 2: local | "slurm [SBATCH OPTION...]"
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--generated_works N] [--seed S] [--val_fraction F] [--test_fraction F] [--corpus_dir DIR] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_steps N] [--fine_lr LR] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--size quick|full] [--works N|all] [--generated_works N] [--seed S] [--val_fraction F] [--test_fraction F] [--corpus_dir DIR] [--nj N] [--data DIR] [--train_features YAML] [--test_features YAML] [--train_config YAML] [--exp DIR] [--align_chunk_s S] [--align_hop_s S] [--fine_steps N] [--fine_lr LR] [--cmd local|'slurm OPTS'] [--nproc_per_node N] [--nnodes N --node_rank R --master_addr A --master_port P] [--config FILE]
 Stages 0-1 here, 2-6 in egs/TEMPLATE/csi1/csi.sh (features, coarse training, alignment, fine training, evaluation)."
 . "$CSI_ROOT/utils/parse_options.sh"
 
@@ -75,5 +76,5 @@ fi
   --train_config "$train_config" --train_features "$train_features" --test_features "$test_features" \
   --test_sets "test test_hard" --dev_sets "test=$data/test/full.txt" --eval_plot true --learning_curve true \
   --align_chunk_s "$align_chunk_s" --align_hop_s "$align_hop_s" --align_plot_work first --fine_steps "$fine_steps" --fine_lr "$fine_lr" \
-  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port"
+  --nproc_per_node "$nproc_per_node" --nnodes "$nnodes" --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" --cmd "$cmd"
 log "done"

@@ -58,7 +58,7 @@ def test_a_recipe_run_logs_the_command_of_each_stage(tmp_path):
     for n, body in zip(sections[1::2], sections[2::2]):
         logged.setdefault(int(n), []).extend(
             line for line in body.splitlines() if STAMP.match(line) and " python3 -m tools." in line)
-    wanted = {2: ["tools.extract_csi_features"], 3: ["tools.make_config", "tools.train"],
+    wanted = {2: ["jobs", "tools.extract_csi_features"],    # NJ shard jobs (python3 -m jobs), then the merge 3: ["tools.make_config", "tools.train"],
               4: ["tools.alignment_for_frames"], 5: ["tools.make_config", "tools.train"],
               6: ["tools.eval_testset", "tools.eval_testset", "tools.compare_metrics"]}
     for n, tools in wanted.items():

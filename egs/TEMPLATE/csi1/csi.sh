@@ -23,7 +23,8 @@ set -euo pipefail
 
 stage=2
 stop_stage=6
-nj=2                 # feature extraction processes
+nj=2                 # feature extraction jobs (stage 2), run on --cmd
+cmd=local            # job engine: local | "slurm [SBATCH OPTION...]" (utils/lib.sh run_jobs)
 data=""              # (required) the data directories' parent: DATA/<set>/dataset.txt
 exp=""               # (required) coarse experiment; the fine one is EXP_fine
 train_config=""      # (required) training config (conf/train/*.yaml) of both trainings
@@ -53,7 +54,7 @@ baselines=all        # tools.eval_testset --baselines (chance always)
 eval_plot=false      # stage 6 draws distance histograms and embedding PCA (eval_*/ *.png)
 learning_curve=false # stage 6 plots the coarse model's dev MAP curve beside the first evaluation
 
-help_message="Usage: $0 --data DIR --exp DIR --train_config YAML [--stage N] [--stop_stage N] [--nj N]
+help_message="Usage: $0 --data DIR --exp DIR --train_config YAML [--stage N] [--stop_stage N] [--nj N] [--cmd local|'slurm OPTS']
   [--train_features YAML] [--test_features YAML] [--features_cmd CMD] [--train_set NAME] [--train_manifest FILE]
   [--valid_set NAME] [--test_sets 'NAME[=QUERY:REF] ...'] [--dev_sets 'NAME=QUERY[:REF] ...'] [--leakage fail|warn]
   [--align_chunk_s S] [--align_hop_s S] [--align_plot_work WORK|first] [--fine_steps N] [--fine_lr LR]

@@ -26,7 +26,8 @@ _progress=()
 
 # Stage 2 for one data directory: `features_stage DATA_DIR FEATURES NJ` copies the feature
 # config FEATURES to DATA_DIR/hparams.yaml and extracts features (tools.extract_csi_features:
-# finished features are reused; a changed config is refused by the feature store). With
+# finished features are reused; a changed config is refused by the feature store), as NJ
+# shard jobs on $cmd (utils/lib.sh run_jobs; logs in DATA_DIR/log/) merged when all succeeded. With
 # features_cmd set, FEATURES are the importer's arguments instead: `features_cmd DATA_DIR
 # FEATURES` (e.g. egs/datacos: HDF5 features shipped with the data set). Skipped cheaply
 # when neither the inputs nor the config changed.
@@ -45,7 +46,14 @@ features_stage() {
     signature="$(cat "$features" "$data/dataset.txt" | cksum)"
     if already_done "$data/.stage2.done" "$signature"; then return 0; fi
     cp "$features" "$data/hparams.yaml"
-    run_tool extract_csi_features "$data" --nj "$nj" "${_progress[@]}"
+    if [ "$nj" -gt 1 ]; then           # NJ jobs on $cmd (local processes, or Slurm array tasks), then the merge
+      run_jobs "$nj" "$data/log/features.JOB.log" --signature "$signature" \
+        python3 -m tools.extract_csi_features "$data" --shard "JOB/$nj" --no_progress \
+        || die "stage 2: a feature job failed for $data (named above); the next run re-runs the failed ones alone"
+      run_tool extract_csi_features "$data" --merge "$nj"
+    else
+      run_tool extract_csi_features "$data" "${_progress[@]}"
+    fi
   fi
   mark_done "$data/.stage2.done" "$signature"
 }

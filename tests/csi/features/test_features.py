@@ -252,6 +252,30 @@ def test_torchrun_shards_match_single_process(tmp_path):
     shutil.rmtree(sharded / "shards", ignore_errors=True)
 
 
+def test_shard_jobs_merge_to_the_single_process_outputs_and_partial_shards_are_refused(tmp_path):
+    single, sharded = make_data(tmp_path / "s"), make_data(tmp_path / "d")
+    (sharded.parent / "w1_v1.flac").write_bytes(b"not audio")           # a bad recording in shard 2
+    (single.parent / "w1_v1.flac").write_bytes(b"not audio")
+    assert extract(single).returncode == 0
+    for k in (1, 3):
+        assert extract(sharded, "--shard", f"{k}/3").returncode == 0
+    r = extract(sharded, "--merge", "3")
+    assert r.returncode == 1 and "shard 2/3: not finished" in r.stderr and not (sharded / "full.txt").exists()
+    r = extract(sharded, "--shard", "2/3")
+    assert r.returncode == 0 and "shard 2/3: " in r.stderr
+    assert extract(sharded, "--merge", "3").returncode == 0
+    for name in ("full.txt", "bad.txt", "song_id.map", "song_id_num.map", "song_name_num.map"):
+        ours, theirs = (sharded / name).read_text(), (single / name).read_text()
+        assert ours.replace(str(sharded.parent), "") == theirs.replace(str(single.parent), ""), name
+    for x in read_manifest(sharded / "full.txt"):
+        assert np.array_equal(np.load(x["feat"]), np.load(x["feat"].replace(str(sharded.parent), str(single.parent))))
+    (sharded / "hparams.yaml").write_text("aug_speed_mode: [1.0]\n")      # the parts are stale now
+    r = extract(sharded, "--merge", "3")
+    assert r.returncode == 1 and "shard 1/3: made from another dataset.txt or config" in r.stderr
+    assert extract(sharded, "--shard", "4/3").returncode == 2
+    assert "argument --shard: expected K/N" in extract(sharded, "--shard", "x").stderr
+
+
 def test_leakage_check_finds_planted_overlap(tmp_path):
     train = [{"utt": "a1", "wav": "/x/a1.wav", "song": "A"}, {"utt": "sp_0.8-b1", "wav": "/x/b1.wav", "song": "B"}]
     test = [{"utt": "b1", "wav": "/x/b1.wav", "song": "B"}, {"utt": "c1", "wav": "/x/c1.wav", "song": "C"}]
