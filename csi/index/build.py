@@ -1,20 +1,26 @@
 """Build a search index of a reference collection, or extend one (``tools.build_index``).
 
 Every record is cut into the model's chunks (csi.embed, the model card's front end and
-chunking), embedded and indexed with its recording and work. Extending (``add=True``) keeps
+chunking), embedded and indexed with its recording and work. The embeddings stream to a
+file beside the index and are indexed from there in batches (an ivfpq index trained on a
+sample), so memory holds the index, not the collection's chunk vectors. Extending (``add=True``) keeps
 the index's type, parameters, chunk hop and model, and skips recordings already in it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
+import numpy as np
 
 from csi.index.identity import check_model
 from csi.index.store import ChunkIndex
+from csi.index.vectors import VectorFile
 from csi.registry import ConfigError
 
 log = logging.getLogger("csi.index")
@@ -38,7 +44,7 @@ def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Pat
                 checkpoint: str | None = None, batch_size: int = 32, device: Any = "cpu",
                 progress: bool = True) -> BuildResult:
     """Index ``records`` (or, with ``add``, append those not yet in ``out_dir``'s index)."""
-    from csi.embed import embed_records
+    from csi.embed import embed_stream
     from csi.modeldir import open_model
 
     t0 = time.time()
@@ -68,16 +74,35 @@ def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Pat
         if (out_dir / "index.json").exists():
             log.info("replacing the index in %s", out_dir)
     identity["hop_frames"] = policy.hop_frames
-    result = embed_records(loaded.model, records, policy, loaded.reader(), batch_size, loaded.device,
-                           progress=progress)
-    failed = sorted(result.failed.items())
-    if index is not None:
-        added = index.add(result.emb, result.owner, records)
-    elif len(result.emb):
-        index = ChunkIndex.build(result.emb, result.owner, records, kind=kind or "flat", model=identity, **params)
-        added = len(index)
-    else:
-        added = 0
+    failures: dict[int, str] = {}
+    stream = embed_stream(loaded.model, records, policy, loaded.reader(), batch_size, loaded.device, failures,
+                          progress=progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with spilled(stream, out_dir / f".chunks.{os.getpid()}.f32", loaded.card.embed_dim) as (vectors, owners):
+        if index is not None:
+            added = index.add_streaming(vectors, owners, records)
+        elif len(vectors):
+            index = ChunkIndex.build_streaming(vectors, owners, records, kind=kind or "flat", model=identity, **params)
+            added = len(index)
+        else:
+            added = 0
+        chunks = len(vectors)
     if index is not None and (added or not add):
         index.save(out_dir)
-    return BuildResult(index, added, len(result.emb), failed, records, time.time() - t0)
+    return BuildResult(index, added, chunks, sorted(failures.items()), records, time.time() - t0)
+
+
+@contextlib.contextmanager
+def spilled(stream: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, dim: int):
+    """Write the embedding blocks of ``stream`` to ``path`` as they come and yield them as a
+    :class:`VectorFile` with their owners; the file is removed afterwards. The chunk
+    embeddings of a collection never sit in memory at once."""
+    owners: list[np.ndarray] = []
+    try:
+        with open(path, "wb") as f:
+            for emb, owner, _ in stream:
+                VectorFile.append(f, emb)
+                owners.append(owner)
+        yield VectorFile(path, dim), (np.concatenate(owners) if owners else np.zeros(0, np.int64))
+    finally:
+        path.unlink(missing_ok=True)

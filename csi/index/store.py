@@ -31,6 +31,7 @@ from csi.io.manifest import atomic_write_text
 FORMAT = "csi-index/1"
 INDEX_FILE, META_FILE, INFO_FILE = "index.faiss", "meta.jsonl", "index.json"
 KEPT_KEYS = ("version", "wav", "feat", "dur_s")   # record keys copied into meta.jsonl
+STREAM_BATCH_ROWS = 1 << 17                        # vectors normalised and added at a time when streaming
 
 
 class IndexFileError(ValueError):
@@ -71,9 +72,30 @@ class ChunkIndex:
         if kind == "hnsw":
             index.hnsw.efConstruction = params.ef_construction
         if kind == "ivfpq":
-            _train_ivfpq(index, x, params, seed)
+            _train_ivfpq(index, _training_sample(x, params, seed, streamed=False), params, seed)
         out = cls(index, params, [], model)
         out._append(x, owners, records)
+        return out
+
+    @classmethod
+    def build_streaming(cls, vectors: np.ndarray, owners: np.ndarray, records: Sequence[dict[str, Any]],
+                        kind: str = "ivfpq", model: dict[str, Any] | None = None, seed: int = 0,
+                        batch_rows: int = STREAM_BATCH_ROWS, **overrides: Any) -> "ChunkIndex":
+        """:meth:`build` in bounded memory, for vectors read from disk (``vectors``: anything
+        with ``shape`` whose slices are arrays, e.g. :class:`csi.index.vectors.VectorFile`;
+        ``owners`` non-decreasing: written recording by recording): an ivfpq index is trained
+        on the same seeded sample and the vectors are normalised and added ``batch_rows`` at a
+        time, so the index equals :meth:`build`'s while memory holds one batch, the sample
+        and the index itself (codes, not vectors)."""
+        n, dim = vectors.shape
+        params = auto_params(kind, n, dim, **overrides)
+        index = faiss.index_factory(dim, params.factory_string(), faiss.METRIC_INNER_PRODUCT)
+        if kind == "hnsw":
+            index.hnsw.efConstruction = params.ef_construction
+        if kind == "ivfpq":
+            _train_ivfpq(index, _training_sample(vectors, params, seed, streamed=True, batch_rows=batch_rows), params, seed)
+        out = cls(index, params, [], model)
+        out.add_streaming(vectors, owners, records, batch_rows)
         return out
 
     def add(self, vectors: np.ndarray, owners: np.ndarray, records: Sequence[dict[str, Any]]) -> int:
@@ -81,14 +103,32 @@ class ChunkIndex:
         codebooks); returns the number of recordings added."""
         return self._append(_as_vectors(vectors, self.dim), owners, records)
 
-    def _append(self, x: np.ndarray, owners: np.ndarray, records: Sequence[dict[str, Any]]) -> int:
+    def add_streaming(self, vectors: np.ndarray, owners: np.ndarray, records: Sequence[dict[str, Any]],
+                      batch_rows: int = STREAM_BATCH_ROWS) -> int:
+        """:meth:`add` for vectors read from disk, ``batch_rows`` at a time (``owners``
+        non-decreasing); returns the number of recordings added."""
+        owners = self._check_owners(vectors, owners, records)
+        if len(owners) and np.any(np.diff(owners) < 0):
+            raise ValueError("streamed vectors must come recording by recording (owners non-decreasing)")
+        return self._append_sorted(vectors, owners, records, normalize=True, batch_rows=batch_rows)
+
+    def _check_owners(self, x: np.ndarray, owners: np.ndarray, records: Sequence[dict[str, Any]]) -> np.ndarray:
         owners = np.asarray(owners, dtype=np.int64)
         if len(owners) != len(x):
             raise ValueError(f"{len(x)} vectors but {len(owners)} owners")
         if len(owners) and (owners.min() < 0 or owners.max() >= len(records)):
             raise ValueError("an owner is not a position in records")
+        if len(x.shape) != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected vectors (n, {self.dim}), got shape {x.shape}")
+        return owners
+
+    def _append(self, x: np.ndarray, owners: np.ndarray, records: Sequence[dict[str, Any]]) -> int:
+        owners = self._check_owners(x, owners, records)
         order = np.argsort(owners, kind="stable")
-        x, owners = x[order], owners[order]
+        return self._append_sorted(x[order], owners[order], records, normalize=False)
+
+    def _append_sorted(self, x: np.ndarray, owners: np.ndarray, records: Sequence[dict[str, Any]],
+                       normalize: bool, batch_rows: int | None = None) -> int:
         present, counts = np.unique(owners, return_counts=True)
         seen: set[str] = set()
         new_meta = []
@@ -103,8 +143,9 @@ class ChunkIndex:
             meta.update({k: rec[k] for k in KEPT_KEYS if rec.get(k) is not None})
             new_meta.append(meta)
             start += count
-        if len(x):
-            self.index.add(x)
+        step = batch_rows or max(len(x), 1)
+        for b in range(0, len(x), step):
+            self.index.add(_as_vectors(x[b:b + step]) if normalize else x[b:b + step])
         self.recordings.extend(new_meta)
         self._refresh()
         return len(new_meta)
@@ -265,11 +306,28 @@ TRAIN_POINTS_PER_LIST = 40       # coarse k-means sample: vectors a list (faiss 
 TRAIN_POINTS_PER_CODE = 64       # PQ k-means sample: vectors a code word (64 · 256 = 16384)
 
 
-def _train_ivfpq(index: faiss.Index, x: np.ndarray, params: IndexParams, seed: int) -> None:
-    """Train the coarse quantiser and the PQ codebooks on seeded samples of ``x``."""
-    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+def _training_sample(x, params: IndexParams, seed: int, streamed: bool,
+                     batch_rows: int = STREAM_BATCH_ROWS) -> np.ndarray:
+    """The seeded rows of ``x`` an ivfpq index is trained on; ``streamed``: ``x`` is read
+    ``batch_rows`` at a time (a file on disk) and the sample normalised."""
     n_train = min(len(x), max(TRAIN_POINTS_PER_LIST * params.nlist, TRAIN_POINTS_PER_CODE * 2 ** params.nbits))
-    sample = x if n_train == len(x) else x[np.sort(np.random.default_rng(seed).choice(len(x), n_train, replace=False))]
+    rows = None if n_train == len(x) else np.sort(np.random.default_rng(seed).choice(len(x), n_train, replace=False))
+    if not streamed:
+        return x if rows is None else x[rows]
+    parts = []
+    for b in range(0, len(x), batch_rows):
+        block = np.asarray(x[b:b + batch_rows])
+        if rows is None:
+            parts.append(block)
+        else:
+            lo, hi = np.searchsorted(rows, [b, b + len(block)])
+            parts.append(block[rows[lo:hi] - b])
+    return _as_vectors(np.concatenate(parts))
+
+
+def _train_ivfpq(index: faiss.Index, sample: np.ndarray, params: IndexParams, seed: int) -> None:
+    """Train the coarse quantiser and the PQ codebooks on the (normalised) training sample."""
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
     ivf.cp.seed = seed
     ivf.cp.min_points_per_centroid = 1       # sizes are chosen by auto_params: no faiss warnings
     ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST

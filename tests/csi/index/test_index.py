@@ -11,6 +11,7 @@ import soundfile as sf
 
 from csi.index import ChunkIndex, IndexFileError, ModelMismatchError, aggregate, auto_params, check_model
 from csi.index.identity import model_identity
+from csi.index.vectors import VectorFile
 from tests.bench.index import clustered_vectors, make_model_dir, tone_audio
 from tests.helpers import REPO
 from tools import build_index, identify
@@ -325,3 +326,65 @@ def test_identify_rerank_qmax_orders_the_top_recordings_by_alignment(collection,
     other = make_model_dir(root / "other_rr", TINY_MODEL, TINY_TRAIN, seed=2)
     assert identify.main([str(root / "index"), records[0]["wav"], "--rerank", "qmax", "--model_dir", str(other)]) == 1
     assert "model does not match the index" in capsys.readouterr().err
+
+
+def test_streaming_build_from_disk_equals_the_in_memory_build(tmp_path):
+    x = clustered_vectors(6000, dim=32, seed=3) * 3.0                 # not normalised: the index does it
+    owners = np.arange(len(x)) // 10
+    records = [{"utt": f"r{i}", "song": f"w{i // 4}"} for i in range(owners[-1] + 1)]
+    path = tmp_path / "vectors.f32"
+    x.astype(np.float32).tofile(path)
+    on_disk = VectorFile(path, 32)
+    for kind in ("ivfpq", "flat"):
+        a = ChunkIndex.build(x, owners, records, kind=kind, seed=1)
+        b = ChunkIndex.build_streaming(on_disk, owners, records, kind=kind, seed=1, batch_rows=1000)
+        assert a.params == b.params and a.recordings == b.recordings
+        assert np.array_equal(faiss_bytes(a), faiss_bytes(b)), kind
+    index = ChunkIndex.build_streaming(on_disk[:3000], owners[:3000], records, kind="ivfpq", seed=1)
+    assert index.add_streaming(on_disk[3000:], owners[3000:], records, batch_rows=700) == 300
+    with pytest.raises(ValueError, match="recording by recording"):
+        index.add_streaming(on_disk[:20], owners[:20][::-1].copy(), records)
+    with pytest.raises(ValueError, match="not a whole number of 7-d float32 rows"):
+        VectorFile(path, 7)
+
+
+def faiss_bytes(index: ChunkIndex) -> np.ndarray:
+    import faiss
+    return faiss.serialize_index(index.index)
+
+
+STREAM_SCRIPT = """
+import resource, sys, numpy as np
+from csi.index import ChunkIndex
+path, n, dim, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+from csi.index.vectors import VectorFile
+x = VectorFile(path, dim)
+owners = np.arange(n) // 10
+records = [{"utt": f"r{i}", "song": f"w{i // 4}"} for i in range(n // 10)]
+ChunkIndex.build(x[:20000], owners[:20000], records, kind="ivfpq", nlist=64, m=8)   # BLAS/OpenMP buffers
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if mode == "stream":
+    ChunkIndex.build_streaming(x, owners, records, kind="ivfpq", nlist=64, m=8, batch_rows=16384)
+else:
+    ChunkIndex.build(x[:], owners, records, kind="ivfpq", nlist=64, m=8)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_streaming_build_holds_the_codes_not_the_vectors(tmp_path):
+    """400k 128-d vectors (205 MB on disk): building from the file grows the process by
+    less than a quarter of that; the in-memory build by more than the whole."""
+    n, dim = 400_000, 128
+    path = tmp_path / "vectors.f32"
+    rng = np.random.default_rng(0)
+    with open(path, "wb") as f:
+        for _ in range(8):
+            f.write(rng.standard_normal((n // 8, dim), dtype=np.float32).tobytes())
+    grown = {}
+    for mode in ("stream", "memory"):
+        r = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, str(path), str(n), str(dim), mode], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        grown[mode] = int(r.stdout.split()[-1])
+    data = n * dim * 4
+    assert grown["stream"] < data / 4 < data < grown["memory"], grown
