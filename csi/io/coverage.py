@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 from csi.utils import progress_bar
 
-from csi.io.audio import AudioError, probe
+from csi.io.audio import AudioError, probe_many
 from csi.io.manifest import Record, works_of, write_manifest
 from csi.io.tree import AUDIO_EXTENSIONS
 from csi.utils import atomic_write_text
@@ -98,17 +98,16 @@ def select(split: str, wanted: Iterable[Record], audio: Mapping[str, Path],
     cov.tracks_wanted = len(unique)
     cov.works_wanted = len(works_of(unique.values()))
     found = []
-    for rec in progress_bar(list(unique.values()), desc=f"probe {split}", unit="file", disable=not progress):
-        path = audio.get(rec["utt"])
-        if path is None:
-            cov.absent.append(rec["utt"])
-            continue
-        try:
-            info = probe(path)
-        except AudioError:
+    present = [rec for rec in unique.values() if rec["utt"] in audio]
+    cov.absent.extend(rec["utt"] for rec in unique.values() if rec["utt"] not in audio)
+    bar = progress_bar(total=len(present), desc=f"probe {split}", unit="file", disable=not progress)
+    paths = [audio[rec["utt"]] for rec in present]
+    for rec, path, info in zip(present, paths, probe_many(paths, progress=lambda: bar.update(1))):
+        if isinstance(info, AudioError):
             cov.unreadable.append(rec["utt"])
             continue
         found.append({**rec, "wav": str(path), "dur_s": round(info.duration, 3)})
+    bar.close()
     cov.tracks_found = len(found)
     works = works_of(found)
     cov.works_without_audio = cov.works_wanted - len(works)

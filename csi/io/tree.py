@@ -12,7 +12,7 @@ from typing import Iterable
 
 from csi.utils import progress_bar
 
-from csi.io.audio import AudioError, probe
+from csi.io.audio import AudioError, probe_many
 from csi.io.manifest import Record, atomic_write_text
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
@@ -38,11 +38,10 @@ def scan_work_tree(root: str | os.PathLike, extensions: Iterable[str] = AUDIO_EX
     files = sorted(p for p in root.glob("*/*") if p.is_file() and p.suffix.lower() in exts)
     records: list[Record] = []
     bad: list[tuple[str, str]] = []
-    for path in progress_bar(files, desc=f"scan {root.name}", unit="file", disable=not progress):
-        try:
-            info = probe(path)
-        except AudioError as e:
-            bad.append((str(path), str(e)))
+    bar = progress_bar(total=len(files), desc=f"scan {root.name}", unit="file", disable=not progress)
+    for path, info in zip(files, probe_many(files, progress=lambda: bar.update(1))):
+        if isinstance(info, AudioError):
+            bad.append((str(path), str(info)))
             continue
         work, performance = path.parent.name, path.stem
         records.append({
@@ -52,6 +51,7 @@ def scan_work_tree(root: str | os.PathLike, extensions: Iterable[str] = AUDIO_EX
             "song": work,
             "version": performance,
         })
+    bar.close()
     return records, bad
 
 

@@ -86,3 +86,22 @@ def test_stage2_puts_non_finite_and_missing_audio_in_bad_txt(tmp_path):
     assert bad["missing"] == f"file not found: {tmp_path / 'missing.wav'}"
     assert [rec["utt"] for rec in read_manifest(data / "full.txt")] == ["ok"]
     assert sorted(p.name for p in (data / "cqt_feat").glob("*/*.npy")) == ["ok.cqt.npy"]
+
+
+def test_headers_are_read_in_parallel_in_order_with_errors_in_place(tmp_path):
+    from csi.io.audio import AudioError, probe_many
+
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"a{i}.wav"
+        if i == 7:
+            path.write_bytes(b"not audio")
+        else:
+            sf.write(path, np.zeros(1000 + i, np.float32), 8000)
+        paths.append(path)
+    paths.append(tmp_path / "missing.wav")
+    calls = []
+    out = list(probe_many(paths, threads=8, progress=lambda: calls.append(1)))
+    assert len(out) == len(calls) == 41
+    assert [o.frames for i, o in enumerate(out) if i not in (7, 40)] == [1000 + i for i in range(40) if i != 7]
+    assert isinstance(out[7], AudioError) and isinstance(out[40], AudioError)
