@@ -109,6 +109,28 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_shard_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--shard K/N`` (job K of N independent jobs, e.g. ``python3 -m jobs`` array tasks) and
+    ``--merge N`` (join the N parts once all are done); ``what`` the unit shared out."""
+    parser.add_argument("--shard", metavar="K/N", type=_shard_arg, help=f"only job K (1..N) of N: every N-th {what}")
+    parser.add_argument("--merge", metavar="N", type=positive_int, help="join the parts of N shard jobs")
+
+
+def check_shard_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.shard and args.merge is not None:
+        parser.error("--shard and --merge are two steps: give one")
+
+
+def _shard_arg(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (job K of N), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"job K of N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
 def add_progress_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 

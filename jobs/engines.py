@@ -32,13 +32,16 @@ def _environment() -> dict[str, str]:
 
 
 def run_local(array: JobArray, jobs: list[int], options: list[str]) -> None:
-    """Run the jobs as processes here, at most ``--max_parallel M`` at once (default: all)."""
+    """Run the jobs as processes here, at most ``--max_parallel M`` at once (default: all),
+    each with its share of the cores as ``OMP_NUM_THREADS`` unless that is set."""
     max_parallel = len(jobs)
     if options:
         if len(options) != 2 or options[0] != "--max_parallel" or not options[1].isdigit() or int(options[1]) < 1:
             raise JobSpecError(f"local takes only --max_parallel M (M >= 1), got {' '.join(options)!r}")
         max_parallel = int(options[1])
     env, running = _environment(), []
+    if "OMP_NUM_THREADS" not in env:     # the cores shared out: oversubscribed torch jobs crawl
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // min(max_parallel, len(jobs))))
     for job in jobs:
         while len(running) >= max_parallel:
             running = [p for p in running if p.poll() is None]

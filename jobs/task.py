@@ -39,8 +39,11 @@ def main(argv: list[str]) -> int:
     print(f"# {shlex.join(command)}", flush=True)
     print(f"# job {job} started on {socket.gethostname()} at {_now()}", flush=True)
     t0 = time.time()
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env and env.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        env["OMP_NUM_THREADS"] = env["SLURM_CPUS_PER_TASK"]      # the cores Slurm gave this task
     try:
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(command, env=env)
     except OSError as e:
         print(f"# cannot start the command: {e}", flush=True)
         write_status(status, 127)

@@ -25,7 +25,8 @@ import contextlib
 import os
 import sys
 
-from csi.cli import ToolError, add_device_arg, add_progress_arg, add_set_arg, run_tool_main
+from csi.cli import (ToolError, add_device_arg, add_progress_arg, add_set_arg, add_shard_args, check_shard_args,
+                     run_tool_main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("data_dir")
     parser.add_argument("--nj", type=int, default=1, help="worker processes (per rank)")
     parser.add_argument("--overwrite", action="store_true", help="recompute a store made with other settings")
-    parser.add_argument("--shard", metavar="K/N", type=_shard, help="only job K (1..N) of N: every N-th recording")
-    parser.add_argument("--merge", metavar="N", type=int, help="join the parts of N shard jobs")
+    add_shard_args(parser, "recording")
     add_progress_arg(parser)
     add_set_arg(parser, "DATA_DIR/hparams.yaml")
     add_device_arg(parser, default=None, help="auto, cpu, cuda or cuda:N (default: the config's device key, "
@@ -42,25 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected K/N (job K of N), got {text!r}") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"job K of N needs 1 <= K <= N, got {text!r}")
-    return k, n
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.nj < 1:
         parser.error(f"--nj must be >= 1, got {args.nj}")
-    if args.shard and args.merge is not None:
-        parser.error("--shard and --merge are two steps: give one")
-    if args.merge is not None and args.merge < 1:
-        parser.error(f"--merge must be >= 1, got {args.merge}")
+    check_shard_args(parser, args)
     from csi.features.store import FeatureStoreError
     return run_tool_main("extract_csi_features", lambda: run(args), (FeatureStoreError,))
 

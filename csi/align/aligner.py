@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -65,8 +66,12 @@ class AlignStats:
 
 
 def align_collection(loaded, records: Sequence[Mapping[str, Any]], settings: AlignSettings,
-                     stats: AlignStats | None = None, progress: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield one alignment dict a pair (module docstring). ``loaded``: a csi.embed.LoadedModel."""
+                     stats: AlignStats | None = None, progress: bool = False,
+                     shard: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield one alignment dict a pair (module docstring). ``loaded``: a csi.embed.LoadedModel.
+    ``shard=(k, n)``: only every n-th work from the k-th (job k of n; :func:`merge_parts`
+    joins the parts). The pairs of a capped work are drawn by a generator seeded with
+    (seed, work), so a work gets the same pairs whichever job aligns it."""
     from csi.embed import embed_records
 
     stats = AlignStats() if stats is None else stats
@@ -74,10 +79,11 @@ def align_collection(loaded, records: Sequence[Mapping[str, Any]], settings: Ali
     policy = card.chunking(settings.chunk_s, settings.hop_s)
     fps = card.frontend.frames_per_s
     reader = loaded.reader()
-    rng = np.random.default_rng(settings.seed)
     scales = settings.scales()
-    works = representatives(records)
-    multi = [(w, srcs) for w, srcs in works.items() if len(srcs) >= 2]
+    works = list(representatives(records).items())
+    if shard is not None:
+        works = works[shard[0] - 1::shard[1]]
+    multi = [(w, srcs) for w, srcs in works if len(srcs) >= 2]
     stats.works, stats.works_single = len(multi), len(works) - len(multi)
     for block in _blocks(multi, settings.block_records):
         todo = [records[i] for _, srcs in block for i in srcs.values()]
@@ -96,7 +102,8 @@ def align_collection(loaded, records: Sequence[Mapping[str, Any]], settings: Ali
                 at += 1
             names = list(chunks)
             n_possible = len(names) * (len(names) - 1) // 2
-            pairs = work_pairs(len(names), settings.max_pairs_per_work, rng)
+            pairs = work_pairs(len(names), settings.max_pairs_per_work,
+                               np.random.default_rng([settings.seed, zlib.crc32(work.encode())]))
             stats.pairs_possible += n_possible
             stats.works_capped += len(pairs) < n_possible
             for i, j in pairs:
@@ -170,3 +177,32 @@ def write_alignments(path: str | os.PathLike, head: dict[str, Any], lines: Itera
     finally:
         tmp.unlink(missing_ok=True)
     return n
+
+
+def merge_parts(path: str | os.PathLike, head: dict[str, Any], parts: Sequence[Path],
+                records: Sequence[Mapping[str, Any]]) -> int:
+    """Write the alignment file ``path`` from the part files of n shard jobs: every part must
+    exist and carry ``head`` (same manifest, checkpoint and settings) with its shard; the pairs
+    come in the order one job writes them (works in manifest order). Returns the pair count."""
+    from csi.io.alignment import AlignmentError
+    from csi.io.manifest import source_utt
+
+    order = {work: i for i, work in enumerate(representatives(records))}
+    work_of = {source_utt(str(r["utt"])): str(r["song"]) for r in records}
+    lines: list[dict[str, Any]] = []
+    problems = []
+    for k, part in enumerate(parts, 1):
+        if not part.is_file():
+            problems.append(f"shard {k}/{len(parts)}: not finished ({part} missing)")
+            continue
+        with open(part, encoding="utf-8") as f:
+            part_head = json.loads(f.readline()).get("header", {})
+            if {key: v for key, v in part_head.items() if key != "shard"} != head or \
+                    part_head.get("shard") != [k, len(parts)]:
+                problems.append(f"shard {k}/{len(parts)}: made from another manifest, model or settings ({part})")
+                continue
+            lines.extend(json.loads(line) for line in f if line.strip())
+    if problems:
+        raise AlignmentError(f"cannot merge the alignment parts of {path}: " + "; ".join(problems))
+    lines.sort(key=lambda line: order[work_of[line["utt_a"]]])       # stable: a work's pairs keep their order
+    return write_alignments(path, head, iter(lines))

@@ -59,7 +59,7 @@ def test_a_recipe_run_logs_the_command_of_each_stage(tmp_path):
         logged.setdefault(int(n), []).extend(
             line for line in body.splitlines() if STAMP.match(line) and " python3 -m tools." in line)
     wanted = {2: ["jobs", "tools.extract_csi_features"],    # NJ shard jobs (python3 -m jobs), then the merge 3: ["tools.make_config", "tools.train"],
-              4: ["tools.alignment_for_frames"], 5: ["tools.make_config", "tools.train"],
+              4: ["jobs", "tools.alignment_for_frames"], 5: ["tools.make_config", "tools.train"],
               6: ["tools.eval_testset", "tools.eval_testset", "tools.compare_metrics"]}
     for n, tools in wanted.items():
         assert [line.split(" python3 -m ")[1].split()[0] for line in logged[n]] == tools, (n, logged.get(n))

@@ -208,7 +208,15 @@ align_stage() {
   [ -s "$manifest" ] || die "$manifest is missing: run stage 2 first"
   signature="manifest $(cksum < "$manifest") checkpoint $(cksum < "$ckpt") options $*"
   if already_done "$out.done" "$signature"; then return 0; fi
-  run_tool alignment_for_frames "$model" "$manifest" "$out" "$@" "${_progress[@]}"   # the tool's default: g_best, else the latest
+  # the tool's default checkpoint: g_best, else the latest; with nj > 1, NJ jobs on $cmd, then the merge
+  if [ "${nj:-1}" -gt 1 ]; then
+    run_jobs "$nj" "$(dirname "$out")/log/align.JOB.log" --signature "$signature" \
+      python3 -m tools.alignment_for_frames "$model" "$manifest" "$out" "$@" --shard "JOB/$nj" --no_progress \
+      || die "stage 4: an alignment job failed (named above); the next run re-runs the failed ones alone"
+    run_tool alignment_for_frames "$model" "$manifest" "$out" "$@" --merge "$nj"
+  else
+    run_tool alignment_for_frames "$model" "$manifest" "$out" "$@" "${_progress[@]}"
+  fi
   mark_done "$out.done" "$signature"
 }
 

@@ -201,3 +201,26 @@ def test_fine_training_refuses_an_alignment_of_another_manifest_or_model(tmp_pat
     torch.save({"generator": trainer.model.state_dict()}, coarse / "pt_model" / "g_00000001")
     with pytest.raises(ConfigError, match="not with the model given"):
         Trainer(tmp_path / "fine3", CPU, parse_hparams(dict(fine, fine=dict(fine["fine"], init_checkpoint="g_00000001"))))
+
+
+def test_alignment_shard_jobs_merge_to_the_one_job_file(toy_model, tmp_path, capsys):
+    from tools import alignment_for_frames
+
+    _, manifest = _records(tmp_path)
+    opts = ["--chunk_s", "5", "--hop_s", "1", "--tol_s", "1", "--max_pairs_per_work", "2", "--no_progress"]
+    whole, sharded = tmp_path / "whole.jsonl", tmp_path / "sharded.jsonl"
+    assert alignment_for_frames.main([str(toy_model), str(manifest), str(whole), *opts]) == 0
+    assert alignment_for_frames.main([str(toy_model), str(manifest), str(sharded), *opts, "--shard", "2/2"]) == 0
+    assert alignment_for_frames.main([str(toy_model), str(manifest), str(sharded), *opts, "--merge", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "not finished" in err and "part-1-of-2" in err and not sharded.exists()      # part 1 missing
+    assert alignment_for_frames.main([str(toy_model), str(manifest), str(sharded), *opts, "--shard", "1/2"]) == 0
+    assert alignment_for_frames.main([str(toy_model), str(manifest), str(sharded), *opts, "--merge", "2"]) == 0
+    assert sharded.read_text().splitlines()[1:] == whole.read_text().splitlines()[1:]
+    assert json.loads(sharded.read_text().splitlines()[0])["header"]["manifest_sha256"] == \
+        json.loads(whole.read_text().splitlines()[0])["header"]["manifest_sha256"]
+    counts = yaml.safe_load((tmp_path / "sharded.jsonl.yaml").read_text())["counts"]
+    assert counts == yaml.safe_load((tmp_path / "whole.jsonl.yaml").read_text())["counts"]
+    other = [o if o != "1" else "2" for o in opts]                                   # other settings
+    assert alignment_for_frames.main([str(toy_model), str(manifest), str(sharded), *other, "--merge", "2"]) == 1
+    assert "made from another manifest, model or settings" in capsys.readouterr().err
