@@ -147,6 +147,18 @@ def add_checkpoint_arg(parser: argparse.ArgumentParser, default_help: str = "g_b
     parser.add_argument("--checkpoint", help=f"epoch number or file name in MODEL_DIR/pt_model (default: {default_help})")
 
 
+def add_index_query_args(parser: argparse.ArgumentParser) -> None:
+    """The options of a query against a built index (tools.identify, tools.serve_identify):
+    the model, its checkpoint, the index's search parameters and the recording score."""
+    parser.add_argument("--model_dir", type=Path, help="default: the model recorded in index.json")
+    add_checkpoint_arg(parser, "the index's model")
+    parser.add_argument("--nprobe", type=int, help="ivfpq: lists visited (default: the index's)")
+    parser.add_argument("--ef_search", type=int, help="hnsw: search beam (default: the index's)")
+    parser.add_argument("--k_chunks", type=int, help="vectors retrieved a query chunk (default max(100, 10·topk))")
+    parser.add_argument("--distance", choices=("min", "mean", "best_pairs"),
+                        help="recording score (default: the model's matching.distance, recorded in the index)")
+
+
 def add_set_arg(parser: argparse.ArgumentParser, what: str = "the config") -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
                         help=f"override a key of {what} (a.b=VALUE for nested keys; VALUE read as YAML; repeatable)")

@@ -34,20 +34,14 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_checkpoint_arg, add_device_arg, add_rerank_args
+    from csi.cli import add_device_arg, add_index_query_args, add_rerank_args
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index_dir", type=Path)
     parser.add_argument("audio", nargs="+", help="query audio files")
     parser.add_argument("--topk", type=int, default=10, help="works (and recordings) listed a query")
     parser.add_argument("--json", action="store_true", help="one JSON object a query on stdout")
-    parser.add_argument("--model_dir", type=Path, help="default: the model recorded in index.json")
-    add_checkpoint_arg(parser, "the index's model")
-    parser.add_argument("--nprobe", type=int, help="ivfpq: lists visited (default: the index's)")
-    parser.add_argument("--ef_search", type=int, help="hnsw: search beam (default: the index's)")
-    parser.add_argument("--k_chunks", type=int, help="vectors retrieved a query chunk (default max(100, 10·topk))")
-    parser.add_argument("--distance", choices=("min", "mean", "best_pairs"),
-                        help="recording score (default: the model's matching.distance, recorded in the index)")
+    add_index_query_args(parser)
     parser.add_argument("--best_pairs_k", type=int, help="pairs averaged by best_pairs (default: the model's)")
     parser.add_argument("--centroids", action="store_true", help="rank works by their centroids (fast)")
     add_rerank_args(parser)

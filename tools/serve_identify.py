@@ -29,7 +29,7 @@ log = logging.getLogger("csi.serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_checkpoint_arg, add_device_arg, positive_int
+    from csi.cli import add_device_arg, add_index_query_args, positive_int
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index_dir", type=Path)
@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_topk", type=positive_int, default=100, help="largest ?topk= accepted")
     parser.add_argument("--max_mb", type=float, default=50.0, help="largest upload in MB (default 50)")
     parser.add_argument("--max_seconds", type=float, default=900.0, help="longest upload in seconds (default 900)")
-    parser.add_argument("--model_dir", type=Path, help="default: the model recorded in index.json")
-    add_checkpoint_arg(parser, "the index's model")
-    parser.add_argument("--nprobe", type=int, help="ivfpq: lists visited (default: the index's)")
-    parser.add_argument("--ef_search", type=int, help="hnsw: search beam (default: the index's)")
-    parser.add_argument("--k_chunks", type=int, help="vectors retrieved a query chunk (default max(100, 10·topk))")
-    parser.add_argument("--distance", choices=("min", "mean", "best_pairs"),
-                        help="recording score (default: the model's matching.distance, recorded in the index)")
+    add_index_query_args(parser)
     parser.add_argument("--threads", type=positive_int, default=1, help="torch threads for a query (default 1)")
     parser.add_argument("--out_dir", type=Path, help="log and run record here (default: log on stderr only)")
     add_device_arg(parser)
