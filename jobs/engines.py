@@ -15,6 +15,7 @@ from pathlib import Path
 from jobs.spec import PLACEHOLDER, JobArray, JobSpecError
 
 ROOT = Path(__file__).resolve().parents[1]      # the jobs must import this package
+STATUS_POLL_S, QUEUE_POLL_S = 0.5, 5.0
 
 
 class EngineError(RuntimeError):
@@ -54,7 +55,7 @@ def run_local(array: JobArray, jobs: list[int], options: list[str]) -> None:
 
 
 def run_slurm(array: JobArray, jobs: list[int], options: list[str]) -> None:
-    """Submit the jobs as one array job (``sbatch --wait --array=…``, sbatch options given after
+    """Submit the jobs as one array job (``sbatch --array=…``, sbatch options given after
     ``slurm``, e.g. ``slurm -p cpu --time 2:00:00 --cpus-per-task 4``) and wait for it. A file
     system shared with the compute nodes is assumed (the logs, the data, this Python)."""
     if shutil.which("sbatch") is None:
@@ -68,13 +69,33 @@ def run_slurm(array: JobArray, jobs: list[int], options: list[str]) -> None:
                       f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}\n"
                       f"exec {body}\n")
     output = array.log.replace("%", "%%").replace(PLACEHOLDER, "%a")
-    command = ["sbatch", "--parsable", "--wait", f"--array={','.join(map(str, jobs))}",
+    command = ["sbatch", "--parsable", f"--array={','.join(map(str, jobs))}",
                f"--job-name={array.name}", f"--output={output}", *options, str(script)]
     r = subprocess.run(command, capture_output=True, text=True, env=_environment())
     job_id = r.stdout.strip().split(";")[0]
-    if not job_id.isdigit():
+    if r.returncode or not job_id.isdigit():
         raise EngineError(f"slurm: sbatch refused the jobs (exit status {r.returncode}): "
                           f"{(r.stderr or r.stdout).strip()}\n  command: {shlex.join(command)}")
+    _wait_for_array(array, jobs, job_id)
+
+
+def _wait_for_array(array: JobArray, jobs: list[int], job_id: str) -> None:
+    """Until every task wrote its status, or Slurm no longer lists any task of the array
+    (those without a status were killed or lost). The status files are looked at every
+    STATUS_POLL_S, ``squeue`` asked every QUEUE_POLL_S (``sbatch --wait`` polls at growing
+    intervals: a 15-s job took 45 s to be seen finished)."""
+    last_queue = time.time()
+    while True:
+        time.sleep(STATUS_POLL_S)
+        if all(array.status_of(job).exists() for job in jobs):
+            return
+        if time.time() - last_queue >= QUEUE_POLL_S:
+            last_queue = time.time()
+            queue = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%i"], capture_output=True, text=True,
+                                   env=_environment())
+            if queue.returncode == 0 and not queue.stdout.strip():
+                time.sleep(QUEUE_POLL_S)          # a status written on another node may take a moment to show
+                return
 
 
 ENGINES = {"local": run_local, "slurm": run_slurm}
