@@ -76,7 +76,11 @@ def run_slurm(array: JobArray, jobs: list[int], options: list[str]) -> None:
     if r.returncode or not job_id.isdigit():
         raise EngineError(f"slurm: sbatch refused the jobs (exit status {r.returncode}): "
                           f"{(r.stderr or r.stdout).strip()}\n  command: {shlex.join(command)}")
-    _wait_for_array(array, jobs, job_id)
+    try:
+        _wait_for_array(array, jobs, job_id)
+    except KeyboardInterrupt:                # the dispatcher stopped by hand: so are its jobs
+        subprocess.run(["scancel", job_id], capture_output=True, env=_environment())
+        raise
 
 
 def _wait_for_array(array: JobArray, jobs: list[int], job_id: str) -> None:
