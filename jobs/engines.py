@@ -23,8 +23,7 @@ class EngineError(RuntimeError):
 
 
 def task_command(array: JobArray, job: str) -> list[str]:
-    status_template = array.log[: -len(".log")] + ".status"
-    return [sys.executable, "-m", "jobs.task", job, status_template, "--", *array.command]
+    return [sys.executable, "-m", "jobs.task", job, array.status_template, "--", *array.command]
 
 
 def _environment() -> dict[str, str]:

@@ -49,8 +49,13 @@ class JobArray:
     def log_of(self, job: int) -> Path:
         return Path(self.log.replace(PLACEHOLDER, str(job)))
 
+    @property
+    def status_template(self) -> str:
+        """The status path with JOB in it (LOGDIR/NAME.JOB.status): where a job writes its exit status."""
+        return self.log[: -len(".log")] + ".status"
+
     def status_of(self, job: int) -> Path:
-        return self.log_of(job).with_suffix(".status")
+        return Path(self.status_template.replace(PLACEHOLDER, str(job)))
 
     def done_of(self, job: int) -> Path:
         return self.log_of(job).with_suffix(".done")

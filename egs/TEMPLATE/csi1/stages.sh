@@ -8,6 +8,7 @@
 #   fine_stage FINE_EXP CONF COARSE_EXP ALIGNMENT [--set ...]   stage 5
 #   eval_stage MODEL_DIR QUERY REF OUT_DIR [options]    stage 6, one evaluation
 #   compare_stage OUT_DIR NAME=METRICS_JSON ...         stage 6, models side by side
+#   sharded_tool STAGE JOB_LOG SIGNATURE TOOL ARGS...    TOOL as NJ --shard jobs on $cmd, then --merge
 #
 # Sourced after utils/lib.sh (csi.sh does both); declares the training-process defaults.
 
@@ -23,6 +24,16 @@ features_cmd=${features_cmd:-}
 # Progress bars only on a terminal: a bar written into a log file is one huge line.
 _progress=()
 [ -t 2 ] || _progress=(--no_progress)
+
+# `sharded_tool STAGE JOB_LOG SIGNATURE TOOL ARGS...` runs `tools.TOOL ARGS --shard JOB/NJ` as
+# NJ jobs on $cmd (utils/lib.sh run_jobs; JOB_LOG names each job's log with JOB), then
+# `tools.TOOL ARGS --merge NJ`; a failed job stops STAGE, naming it.
+sharded_tool() {
+  local stage_name=$1 job_log=$2 signature=$3 tool=$4; shift 4
+  run_jobs "$nj" "$job_log" --signature "$signature" python3 -m "tools.$tool" "$@" --shard "JOB/$nj" --no_progress \
+    || die "$stage_name: a $tool job failed (named above); the next run re-runs the failed ones alone"
+  run_tool "$tool" "$@" --merge "$nj"
+}
 
 # Stage 2 for one data directory: `features_stage DATA_DIR FEATURES NJ` copies the feature
 # config FEATURES to DATA_DIR/hparams.yaml and extracts features (tools.extract_csi_features:
@@ -47,10 +58,7 @@ features_stage() {
     if already_done "$data/.stage2.done" "$signature"; then return 0; fi
     cp "$features" "$data/hparams.yaml"
     if [ "$nj" -gt 1 ]; then           # NJ jobs on $cmd (local processes, or Slurm array tasks), then the merge
-      run_jobs "$nj" "$data/log/features.JOB.log" --signature "$signature" \
-        python3 -m tools.extract_csi_features "$data" --shard "JOB/$nj" --no_progress \
-        || die "stage 2: a feature job failed for $data (named above); the next run re-runs the failed ones alone"
-      run_tool extract_csi_features "$data" --merge "$nj"
+      sharded_tool "stage 2" "$data/log/features.JOB.log" "$signature" extract_csi_features "$data"
     else
       run_tool extract_csi_features "$data" "${_progress[@]}"
     fi
@@ -210,10 +218,8 @@ align_stage() {
   if already_done "$out.done" "$signature"; then return 0; fi
   # the tool's default checkpoint: g_best, else the latest; with nj > 1, NJ jobs on $cmd, then the merge
   if [ "${nj:-1}" -gt 1 ]; then
-    run_jobs "$nj" "$(dirname "$out")/log/align.JOB.log" --signature "$signature" \
-      python3 -m tools.alignment_for_frames "$model" "$manifest" "$out" "$@" --shard "JOB/$nj" --no_progress \
-      || die "stage 4: an alignment job failed (named above); the next run re-runs the failed ones alone"
-    run_tool alignment_for_frames "$model" "$manifest" "$out" "$@" --merge "$nj"
+    sharded_tool "stage 4" "$(dirname "$out")/log/align.JOB.log" "$signature" alignment_for_frames \
+      "$model" "$manifest" "$out" "$@"
   else
     run_tool alignment_for_frames "$model" "$manifest" "$out" "$@" "${_progress[@]}"
   fi
