@@ -3,6 +3,7 @@
     python3 -m tools.build_index MODEL_DIR MANIFEST OUT_DIR [--type flat|ivfpq|hnsw]
         [--nlist N] [--m M] [--nbits B] [--nprobe N] [--hnsw_m M] [--ef_construction N]
         [--ef_search N] [--add] [--centroids] [--batch_size N] [--checkpoint C] [--hop_s S] [--device D]
+        [--shard K/N | --merge N]
 
 Each record of MANIFEST (JSON lines with utt, song and feat, or only wav: its features are
 computed on the fly by the model's front end, config/model_card.yaml) is cut into chunks of
@@ -13,6 +14,10 @@ OUT_DIR's index (same model required; IVF lists are not retrained). ``--centroid
 writes each work's spherical mean and radius (csi.index.centroids; ``tools.identify
 --centroids``). Writes OUT_DIR/index.faiss,
 meta.jsonl, index.json and build_index_run.yaml (resolved config and environment).
+``--shard K/N`` only embeds every N-th record into OUT_DIR/shards/part-K-of-N/ (one job of
+``python3 -m jobs``; no index is written) and ``--merge N`` builds the index from the N parts,
+equal to a single build: a missing part, a part of another manifest or chunk hop, or one
+embedded by another model is refused, naming the part (csi.index.shards).
 Unusable records are reported and left out; the exit status is 1 if nothing could be indexed
 (or on bad input: a missing file, another model than the index's with ``--add``).
 """
@@ -27,7 +32,7 @@ log = logging.getLogger("csi.index")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from csi.cli import add_checkpoint_arg, add_device_arg, add_progress_arg
+    from csi.cli import add_checkpoint_arg, add_device_arg, add_progress_arg, add_shard_args
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="model directory (config/hparams.yaml, pt_model/)")
@@ -48,12 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hop_s", type=float, help="seconds between chunk starts (default: the chunk length)")
     add_device_arg(parser)
     add_progress_arg(parser)
+    add_shard_args(parser, "record")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from csi.cli import run_tool_main, setup_logging
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from csi.cli import check_shard_args, run_tool_main, setup_logging
+
+    check_shard_args(parser, args)
+    if args.shard and args.centroids:
+        parser.error("--centroids belongs to the merge (--merge N), which writes the index")
     from csi.index import IndexFileError, ModelMismatchError
 
     setup_logging()
@@ -70,7 +81,9 @@ def build(args: argparse.Namespace) -> int:
     params = {k: getattr(args, k) for k in ("nlist", "m", "nbits", "nprobe", "hnsw_m", "ef_construction", "ef_search")}
     result = build_index(args.model_dir, records, args.out_dir, kind=args.kind, params=params, add=args.add,
                          hop_s=args.hop_s, checkpoint=args.checkpoint, batch_size=args.batch_size,
-                         device=args.device, progress=not args.no_progress)
+                         device=args.device, progress=not args.no_progress, shard=args.shard, merge=args.merge)
+    if args.shard:
+        return 0              # a part only; the merge reports the unusable records and writes the index
     if result.index is None:
         log.error("build_index: nothing to index (%d records, %d unusable)", len(records), len(result.failed))
         return 1

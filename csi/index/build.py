@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from csi.index import shards
 from csi.index.identity import check_model
 from csi.index.store import ChunkIndex
 from csi.index.vectors import VectorFile
@@ -42,14 +43,17 @@ class BuildResult:
 def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Path, *, kind: str | None = None,
                 params: dict[str, Any] | None = None, add: bool = False, hop_s: float | None = None,
                 checkpoint: str | None = None, batch_size: int = 32, device: Any = "cpu",
-                progress: bool = True) -> BuildResult:
-    """Index ``records`` (or, with ``add``, append those not yet in ``out_dir``'s index)."""
+                progress: bool = True, shard: tuple[int, int] | None = None,
+                merge: int | None = None) -> BuildResult:
+    """Index ``records`` (or, with ``add``, append those not yet in ``out_dir``'s index).
+    ``shard=(k, n)`` only embeds every n-th record into a part (csi.index.shards; the
+    result has no index); ``merge=n`` builds from the n parts instead of embedding."""
     from csi.embed import embed_stream
     from csi.modeldir import open_model
 
     t0 = time.time()
     params = {k: v for k, v in (params or {}).items() if v is not None}
-    loaded = open_model(model_dir, checkpoint, device)
+    loaded = open_model(model_dir, checkpoint, device, load=merge is None)
     identity = loaded.identity()
     index = None
     if add:
@@ -75,10 +79,28 @@ def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Pat
             log.info("replacing the index in %s", out_dir)
     identity["hop_frames"] = policy.hop_frames
     failures: dict[int, str] = {}
-    stream = embed_stream(loaded.model, records, policy, loaded.reader(), batch_size, loaded.device, failures,
-                          progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with spilled(stream, out_dir / f".chunks.{os.getpid()}.f32", loaded.card.embed_dim) as (vectors, owners):
+    header = {"model": identity, "hop_frames": policy.hop_frames, "manifest": shards.manifest_digest(records)}
+    dim = loaded.card.embed_dim
+    if shard is not None:
+        k, n = shard
+        positions = shards.shard_records(len(records), k, n)
+        mine = [records[i] for i in positions]
+        stream = embed_stream(loaded.model, mine, policy, loaded.reader(), batch_size, loaded.device, failures,
+                              progress=progress)
+        path, rows = shards.write_part(out_dir, k, n, header, ((emb, positions[owner]) for emb, owner, _ in stream),
+                                       lambda: {int(positions[i]): r for i, r in failures.items()})
+        log.info("%s: shard %d/%d: %d records, %d chunks, %d unusable", path, k, n, len(mine), rows, len(failures))
+        return BuildResult(None, 0, rows, sorted((int(positions[i]), r) for i, r in failures.items()), records,
+                           time.time() - t0)
+    if merge is not None:
+        source = shards.merged_parts(out_dir, merge, header, dim, len(records))
+    else:
+        stream = embed_stream(loaded.model, records, policy, loaded.reader(), batch_size, loaded.device, failures,
+                              progress=progress)
+        source = spilled(stream, out_dir / f".chunks.{os.getpid()}.f32", dim)
+    with source as (vectors, owners, found_failures):
+        failures.update(found_failures)
         if index is not None:
             added = index.add_streaming(vectors, owners, records)
         elif len(vectors):
@@ -95,7 +117,8 @@ def build_index(model_dir: Path, records: Sequence[dict[str, Any]], out_dir: Pat
 @contextlib.contextmanager
 def spilled(stream: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, dim: int):
     """Write the embedding blocks of ``stream`` to ``path`` as they come and yield them as a
-    :class:`VectorFile` with their owners; the file is removed afterwards. The chunk
+    :class:`VectorFile` with their owners (and no failures: the stream reports its own); the
+    file is removed afterwards. The chunk
     embeddings of a collection never sit in memory at once."""
     owners: list[np.ndarray] = []
     try:
@@ -103,6 +126,6 @@ def spilled(stream: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], path: P
             for emb, owner, _ in stream:
                 VectorFile.append(f, emb)
                 owners.append(owner)
-        yield VectorFile(path, dim), (np.concatenate(owners) if owners else np.zeros(0, np.int64))
+        yield VectorFile(path, dim), (np.concatenate(owners) if owners else np.zeros(0, np.int64)), {}
     finally:
         path.unlink(missing_ok=True)

@@ -382,3 +382,36 @@ def test_streaming_build_holds_the_codes_not_the_vectors(tmp_path):
         del vectors
     data = n * dim * 4
     assert peaks["stream"] < data / 4 and peaks["memory"] > 1.5 * data, peaks
+
+
+def test_sharded_build_equals_one_build_and_refuses_bad_parts(collection, tmp_path, capsys):
+    """Three --shard jobs then --merge give the single build's index; a missing part, a part
+    of another manifest and a part embedded by another model are refused by name."""
+    root, model_dir, records = collection
+    manifest = root / "more.txt"
+    one, sharded = tmp_path / "one", tmp_path / "sharded"
+    common = ["--type", "ivfpq", "--nlist", "2", "--m", "8", "--no_progress"]
+    assert build_index.main([str(model_dir), str(manifest), str(one), *common]) == 0
+    for k in (1, 2, 3):
+        assert build_index.main([str(model_dir), str(manifest), str(sharded), *common, "--shard", f"{k}/3"]) == 0
+    assert not (sharded / "index.json").exists()              # a job writes its part only
+    assert build_index.main([str(model_dir), str(manifest), str(sharded), *common, "--merge", "3"]) == 0
+    a, b = ChunkIndex.load(one), ChunkIndex.load(sharded)
+    assert a.recordings == b.recordings and faiss_bytes(a).tobytes() == faiss_bytes(b).tobytes()
+    capsys.readouterr()
+
+    part2 = sharded / "shards" / "part-2-of-3"
+    shutil.move(part2, tmp_path / "aside")
+    assert build_index.main([str(model_dir), str(manifest), str(sharded), *common, "--merge", "3"]) == 1
+    assert "shard 2/3: not finished" in capsys.readouterr().err
+    shutil.move(tmp_path / "aside", part2)
+
+    assert build_index.main([str(model_dir), str(root / "refs.txt"), str(sharded), *common, "--merge", "3"]) == 1
+    assert "made from another manifest" in capsys.readouterr().err
+
+    other = make_model_dir(tmp_path / "other", TINY_MODEL, TINY_TRAIN, seed=1)
+    assert build_index.main([str(other), str(manifest), str(sharded), *common, "--shard", "3/3"]) == 0
+    assert build_index.main([str(model_dir), str(manifest), str(sharded), *common, "--merge", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "shard 3/3" in err and "model does not match the index" in err and "embed those shards again" in err
+    assert ChunkIndex.load(sharded).recordings == a.recordings       # the merged index is untouched
