@@ -7,10 +7,16 @@ time) written beside it as ``<name>.json``.
 
 Fingerprint files (``tools.generate_fingerprints``): ``FP_DIR/<n>.npy`` (segments, dim)
 per recording and ``FP_DIR/fingerprints.jsonl`` with ``{"recording", "file", "count",
-"duration_s"}`` a line and a header ``{"model": identity, "hop_s": h}``.
+"duration_s"}`` a line and a header ``{"model": identity, "hop_s": h}``. Shard jobs
+(``--shard K/N``: every N-th recording) write the same files in ``FP_DIR/shards/part-K-of-N/``
+with the shard and a digest of the whole recording list in the header; ``merge_parts``
+joins them into ``FP_DIR/fingerprints.jsonl`` (recordings in id order, as one job writes
+them), refusing a missing part, one of another recording list or hop, or one made by
+another fingerprinter.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,11 +37,12 @@ AUTO_ABOVE = 100_000
 
 
 def write_fingerprints(out_dir: str | os.PathLike, identity: dict[str, Any], hop_s: float,
-                       items: Iterable[tuple[str, np.ndarray, float]]) -> int:
-    """Write ``(recording, fingerprints, duration_s)`` items; returns how many were written."""
+                       items: Iterable[tuple[str, np.ndarray, float]], **header: Any) -> int:
+    """Write ``(recording, fingerprints, duration_s)`` items (``header``: more header keys);
+    returns how many were written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"model": identity, "hop_s": hop_s})]
+    lines = [json.dumps({"model": identity, "hop_s": hop_s, **header})]
     for n, (recording, fp, duration) in enumerate(items):
         name = f"{n:06d}.npy"
         atomic_write(out_dir / name, lambda f: np.save(f, fp.astype(np.float32)))
@@ -57,6 +64,50 @@ def read_fingerprints(fp_dir: str | os.PathLike) -> tuple[dict, float, list[dict
     owner = np.concatenate([np.full(len(v), i) for i, v in enumerate(vectors)]) if vectors else np.zeros(0, int)
     stacked = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
     return header["model"], float(header["hop_s"]), recordings, stacked, owner
+
+
+def part_dir(fp_dir: str | os.PathLike, k: int, n: int) -> Path:
+    return Path(fp_dir) / "shards" / f"part-{k}-of-{n}"
+
+
+def recordings_digest(recordings: list[tuple[str, str]]) -> str:
+    """What the parts of one fingerprint directory share: the whole recording list."""
+    return hashlib.sha256("\n".join(f"{r}\t{p}" for r, p in recordings).encode("utf-8")).hexdigest()[:16]
+
+
+def merge_parts(fp_dir: str | os.PathLike, n: int, identity: dict[str, Any], hop_s: float, digest: str) -> int:
+    """Join the ``n`` parts of ``fp_dir/shards`` into ``fp_dir/fingerprints.jsonl`` and
+    ``skipped.txt``; returns the number of recordings. Every bad part is named."""
+    fp_dir = Path(fp_dir)
+    lines, skipped, problems, other = [], [], [], []
+    for k in range(1, n + 1):
+        part = part_dir(fp_dir, k, n)
+        if not (part / FP_LIST).is_file():
+            problems.append(f"shard {k}/{n}: not finished ({part}/{FP_LIST} missing)")
+            continue
+        head, *rows = [json.loads(x) for x in (part / FP_LIST).read_text(encoding="utf-8").splitlines() if x.strip()]
+        theirs = head.get("model", {})
+        if theirs.get("checkpoint_sha256") != identity.get("checkpoint_sha256") or theirs.get("mel") != identity.get("mel"):
+            other.append(f"shard {k}/{n} ({part}): made by another fingerprinter ({theirs.get('model_dir')}, "
+                         f"sha256 {str(theirs.get('checkpoint_sha256'))[:12]})")
+            continue
+        for key, mine, what in (("hop_s", hop_s, "another hop"), ("recordings", digest, "another recording list"),
+                                ("shard", [k, n], "another shard")):
+            if head.get(key) != mine:
+                problems.append(f"shard {k}/{n} ({part}): made with {what} ({head.get(key)} vs {mine})")
+        lines += [dict(r, file=f"{part.relative_to(fp_dir)}/{r['file']}") for r in rows]
+        if (part / "skipped.txt").is_file():
+            skipped += (part / "skipped.txt").read_text(encoding="utf-8").splitlines()
+    if other:
+        raise ModelMismatchError(f"cannot merge the fingerprints of {fp_dir}: " + "; ".join(other)
+                                 + " — fingerprint those shards again with this model")
+    if problems:
+        raise ValueError(f"cannot merge the fingerprints of {fp_dir}: " + "; ".join(problems))
+    lines.sort(key=lambda r: r["recording"])
+    header = json.dumps({"model": identity, "hop_s": hop_s})
+    atomic_write_text(fp_dir / "skipped.txt", "".join(line + "\n" for line in sorted(skipped)))
+    atomic_write_text(fp_dir / FP_LIST, "\n".join([header, *(json.dumps(r, ensure_ascii=False) for r in lines)]) + "\n")
+    return len(lines)
 
 
 def fingerprint_params(n: int, dim: int, kind: str = "ivfpq", m: int | None = None, nlist: int | None = None,

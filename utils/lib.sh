@@ -130,6 +130,16 @@ run_jobs() {
     "JOB=1:$n" "$job_log" "$@"
 }
 
+# `sharded_tool STAGE JOB_LOG SIGNATURE TOOL ARGS...` runs `tools.TOOL ARGS --shard JOB/$nj` as
+# $nj jobs on $cmd (run_jobs; JOB_LOG names each job's log with JOB), then
+# `tools.TOOL ARGS --merge $nj`; a failed job stops STAGE, naming it.
+sharded_tool() {
+  local stage_name=$1 job_log=$2 signature=$3 tool=$4; shift 4
+  run_jobs "$nj" "$job_log" --signature "$signature" python3 -m "tools.$tool" "$@" --shard "JOB/$nj" --no_progress \
+    || die "$stage_name: a $tool job failed (named above); the next run re-runs the failed ones alone"
+  run_tool "$tool" "$@" --merge "$nj"
+}
+
 # Log a command line, shell-quoted (it can be pasted back; PYTHONPATH is the repository):
 # `log_command python3 -m tools.train exp/x`. A line longer than 900 characters is continued
 # on the next log line (` \`), so that no log line grows past 1,000 characters.

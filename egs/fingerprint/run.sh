@@ -20,22 +20,19 @@ optim=adam        # adam | lamb
 max_minutes=8     # training wall time (stops after the epoch)
 hop_s=0.25        # database: a fingerprint every hop_s seconds (the seed: 0.5; see the README)
 per_cell=40       # evaluation queries a (length, SNR)
+nj=1 cmd=local    # stage 4: fingerprint jobs over the references, on the engine cmd (local | "slurm OPTS")
 peers=audfprint   # other projects' fingerprinters on the same queries (audiofp.peers; "" for none)
 exp=$recipe/exp/fingerprint
 data=$recipe/data
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--audio_dir DIR] [--noise_dir DIR] [--ir_dir DIR] [--segments N] [--train_fraction F] [--epochs N] [--batch_size N] [--optim adam|lamb] [--max_minutes M] [--hop_s S] [--per_cell N] [--peers 'audfprint'] [--exp DIR] [--data DIR]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--works N] [--audio_dir DIR] [--noise_dir DIR] [--ir_dir DIR] [--segments N] [--train_fraction F] [--epochs N] [--batch_size N] [--optim adam|lamb] [--max_minutes M] [--hop_s S] [--nj N] [--cmd local|'slurm OPTS'] [--per_cell N] [--peers 'audfprint'] [--exp DIR] [--data DIR]"
 . "$CSI_ROOT/utils/parse_options.sh"
 csi_activate
 corpus=$recipe/downloads/synthcovers_w${works}
 
 if stage_begin 0 "audio"; then
-  if [ -n "$audio_dir" ]; then
-    [ -d "$audio_dir" ] || die "--audio_dir $audio_dir: not a directory"
-    log "using the audio of $audio_dir"
-  else
-    run_once "$corpus/.stage0.done" "works=$works" run_tool make_synth_covers --out_dir "$corpus" --works "$works" --seed 0 --nj 2
-  fi
+  if [ -n "$audio_dir" ]; then [ -d "$audio_dir" ] || die "--audio_dir $audio_dir: not a directory"; log "using $audio_dir"
+  else run_once "$corpus/.stage0.done" "works=$works" run_tool make_synth_covers --out_dir "$corpus" --works "$works" --seed 0 --nj 2; fi
   stage_end
 fi
 
@@ -64,7 +61,9 @@ if stage_begin 3 "training the fingerprinter"; then
 fi
 
 database() {
-  run_tool generate_fingerprints "$exp/model" "$data/ref_audio" --out_dir "$exp/fingerprints" --hop_s "$hop_s" --no_progress
+  local fp=(generate_fingerprints "$exp/model" "$data/ref_audio" --out_dir "$exp/fingerprints" --hop_s "$hop_s")
+  if [ "$nj" -gt 1 ]; then sharded_tool "stage 4" "$exp/log/fingerprints.JOB.log" "$(cat "$exp/model/.stage3.done")" "${fp[@]}"
+  else run_tool "${fp[@]}" --no_progress; fi
   run_tool create_faiss_indexes --input "$exp/fingerprints" --name references --out_dir "$exp/db"
 }
 if stage_begin 4 "fingerprint database of the references"; then

@@ -154,6 +154,50 @@ def test_database_identifies_a_planted_noisy_snippet(trained, tmp_path, capsys):
     assert "another fingerprinter" in capsys.readouterr().err
 
 
+
+def test_sharded_fingerprints_give_the_one_job_database(trained, tmp_path, capsys):
+    """Two --shard jobs and --merge: the same database as one job; a missing part and a part
+    made by another fingerprinter are refused by name."""
+    import faiss
+    import shutil
+
+    from csi.index import ChunkIndex
+    from tools import create_faiss_indexes, generate_fingerprints
+
+    root, _, _, _ = trained
+    model, refs = str(root / "model"), str(root / "refs")
+    one, sharded = tmp_path / "one", tmp_path / "sharded"
+    assert generate_fingerprints.main([model, refs, "--out_dir", str(one), "--no_progress"]) == 0
+    for k in (1, 2):
+        assert generate_fingerprints.main([model, refs, "--out_dir", str(sharded), "--no_progress",
+                                           "--shard", f"{k}/2"]) == 0
+    assert not (sharded / "fingerprints.jsonl").exists()
+    assert generate_fingerprints.main([model, refs, "--out_dir", str(sharded), "--merge", "2"]) == 0
+    assert (sharded / "skipped.txt").read_text() == (one / "skipped.txt").read_text()
+    dbs = []
+    for fp in (one, sharded):
+        assert create_faiss_indexes.main(["--input", str(fp), "--name", "refs", "--out_dir", str(fp / "db")]) == 0
+        dbs.append(ChunkIndex.load(fp / "db"))
+        assert (fp / "db" / "refs.json").read_text() == (one / "db" / "refs.json").read_text()
+    assert dbs[0].recordings == dbs[1].recordings
+    assert faiss.serialize_index(dbs[0].index).tobytes() == faiss.serialize_index(dbs[1].index).tobytes()
+
+    capsys.readouterr()
+    shutil.rmtree(sharded / "shards" / "part-2-of-2")
+    assert generate_fingerprints.main([model, refs, "--out_dir", str(sharded), "--merge", "2"]) == 1
+    assert "shard 2/2: not finished" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.yaml").write_bytes((root / "model" / "config.yaml").read_bytes())
+    state = torch.load(root / "model" / "best.pt", weights_only=False)
+    state["model"] = {k: v + 0.01 for k, v in state["model"].items()}
+    torch.save(state, other / "best.pt")
+    assert generate_fingerprints.main([str(other), refs, "--out_dir", str(sharded), "--no_progress",
+                                       "--shard", "2/2"]) == 0
+    assert generate_fingerprints.main([model, refs, "--out_dir", str(sharded), "--merge", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "shard 2/2" in err and "another fingerprinter" in err
+
 def test_seed_index_parameters():
     from audiofp.database import fingerprint_params
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage functions of the CSI recipe template (egs/TEMPLATE/csi1/csi.sh), on top of
-# utils/lib.sh (log, die, already_done, mark_done, run_tool, log_command, log_lines):
+# utils/lib.sh (log, die, already_done, mark_done, run_tool, run_jobs, sharded_tool, log_command):
 #
 #   features_stage DATA_DIR FEATURES NJ                 stage 2 of one data directory
 #   train_stage EXP_DIR CONF [--set KEY=VALUE ...]      stages 3 and 5 (resumable, exp/<name>/run.sh)
@@ -8,7 +8,6 @@
 #   fine_stage FINE_EXP CONF COARSE_EXP ALIGNMENT [--set ...]   stage 5
 #   eval_stage MODEL_DIR QUERY REF OUT_DIR [options]    stage 6, one evaluation
 #   compare_stage OUT_DIR NAME=METRICS_JSON ...         stage 6, models side by side
-#   sharded_tool STAGE JOB_LOG SIGNATURE TOOL ARGS...    TOOL as NJ --shard jobs on $cmd, then --merge
 #
 # Sourced after utils/lib.sh (csi.sh does both); declares the training-process defaults.
 
@@ -24,16 +23,6 @@ features_cmd=${features_cmd:-}
 # Progress bars only on a terminal: a bar written into a log file is one huge line.
 _progress=()
 [ -t 2 ] || _progress=(--no_progress)
-
-# `sharded_tool STAGE JOB_LOG SIGNATURE TOOL ARGS...` runs `tools.TOOL ARGS --shard JOB/NJ` as
-# NJ jobs on $cmd (utils/lib.sh run_jobs; JOB_LOG names each job's log with JOB), then
-# `tools.TOOL ARGS --merge NJ`; a failed job stops STAGE, naming it.
-sharded_tool() {
-  local stage_name=$1 job_log=$2 signature=$3 tool=$4; shift 4
-  run_jobs "$nj" "$job_log" --signature "$signature" python3 -m "tools.$tool" "$@" --shard "JOB/$nj" --no_progress \
-    || die "$stage_name: a $tool job failed (named above); the next run re-runs the failed ones alone"
-  run_tool "$tool" "$@" --merge "$nj"
-}
 
 # Stage 2 for one data directory: `features_stage DATA_DIR FEATURES NJ` copies the feature
 # config FEATURES to DATA_DIR/hparams.yaml and extracts features (tools.extract_csi_features:
